@@ -1,0 +1,83 @@
+"""Loss terms for fitting distance fields to points (DiGS / SIREN / IGR family).
+
+All terms are means over their sample sets, so their weights do not depend on batch size.
+Distances are in the normalised cube's units.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+
+def surface_term(sdf_on_surface: Tensor) -> Tensor:
+    """Mean |f| on the input points: the surface passes through them."""
+    return sdf_on_surface.abs().mean()
+
+
+def off_surface_term(sdf_off_surface: Tensor, alpha: float = 100.0) -> Tensor:
+    """Mean exp(-alpha |f|) at space samples: keeps spurious zero crossings away (SIREN, DiGS)."""
+    return torch.exp(-alpha * sdf_off_surface.abs()).mean()
+
+
+def eikonal_term(grad: Tensor) -> Tensor:
+    """Mean | ||grad f|| - 1 |: the field is a distance function (L1 form, as DiGS)."""
+    return (grad.norm(dim=-1) - 1.0).abs().mean()
+
+
+def normal_term(grad: Tensor, normals: Tensor, oriented: bool) -> Tensor:
+    """Alignment of grad f with the given normals at the input points.
+
+    ``oriented``: 1 - cos, which also fixes the sign (inside/outside); otherwise 1 - |cos|,
+    which only aligns the tangent plane and suits normals of unknown orientation (e.g. PCA).
+    """
+    cos = torch.nn.functional.cosine_similarity(grad, normals, dim=-1, eps=1e-8)
+    return (1.0 - (cos if oriented else cos.abs())).mean()
+
+
+def laplacian_fd(field: Callable[[Tensor], Tensor], x: Tensor, h: float) -> Tensor:
+    """Finite-difference Laplacian (the divergence of grad f) at ``x`` with step ``h``.
+
+    A hash grid interpolates trilinearly, so its second derivatives along each axis vanish
+    inside every cell and the analytic divergence would ignore it. Central differences over
+    a step of about one finest-level cell see the grid's curvature; the stencil costs 7
+    evaluations a point and is differentiable with respect to the parameters with only
+    first-order backward passes.
+    """
+    n = x.shape[0]
+    offsets = torch.eye(3, dtype=x.dtype, device=x.device) * h
+    stencil = torch.cat([x, (x[:, None, :] + offsets).reshape(-1, 3), (x[:, None, :] - offsets).reshape(-1, 3)])
+    f = field(stencil)
+    f0, fp, fm = f[:n], f[n : 4 * n].view(n, 3), f[4 * n :].view(n, 3)
+    return ((fp + fm).sum(dim=1) - 6.0 * f0) / (h * h)
+
+
+def divergence_term(laplacian: Tensor, clamp: tuple[float, float] = (0.1, 50.0)) -> Tensor:
+    """DiGS's divergence penalty: mean of |div grad f| clamped into ``clamp``."""
+    return laplacian.abs().clamp(*clamp).mean()
+
+
+def unsigned_distance_term(sdf: Tensor, distance: Tensor) -> Tensor:
+    """Mean | |f| - d |, with d the distance of each sample to the nearest input point."""
+    return (sdf.abs() - distance).abs().mean()
+
+
+def anneal(fraction: float, knots: tuple[tuple[float, float], ...]) -> float:
+    """Piecewise-linear weight over training progress, given ``(fraction, weight)`` knots.
+
+    ``((0.0, 1e2), (0.2, 1e2), (0.4, 0.0))``: 100 until 20% of training, down linearly to 0 at
+    40%, then 0 (DiGS's linear divergence decay). Constant before the first knot and after
+    the last.
+    """
+    if not knots:
+        raise ValueError("expected at least one (fraction, weight) knot, got none")
+    if any(b[0] < a[0] for a, b in zip(knots, knots[1:])):
+        raise ValueError(f"expected knots sorted by fraction, got {knots}")
+    if fraction <= knots[0][0]:
+        return float(knots[0][1])
+    for (t0, w0), (t1, w1) in zip(knots, knots[1:]):
+        if fraction <= t1:
+            return float(w1 if t1 == t0 else w0 + (w1 - w0) * (fraction - t0) / (t1 - t0))
+    return float(knots[-1][1])
