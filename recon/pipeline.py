@@ -1,0 +1,195 @@
+"""The one entry point from input data to a mesh with metrics and artifacts.
+
+``run(spec, input_path, out_dir, ...)`` is called by the CLI's ``reconstruct``, by a local
+worker and by a Ray task alike. It knows nothing of HTTP, databases or Ray: progress goes to a
+callback, cancellation comes from a token, artifacts are files in ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Optional
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from meshing import mesh as mesh_ops
+from meshing.export import load_mesh, save_mesh
+from meshing.marching_cubes import extract_sdf
+from meshing.mesh import Mesh
+from meshing.metrics import evaluate_against_points, evaluate_meshes
+from recon.classic import poisson_reconstruct
+from recon.io import load_point_cloud, normalize
+from recon.pointcloud import fit_sdf
+from recon.presets import get_preset, with_seed
+from recon.progress import CancelToken, ProgressEvent, ProgressFn, no_progress
+from recon.registry import lookup, register
+
+log = logging.getLogger(__name__)
+
+Method = Literal["digs", "poisson"]
+PresetName = Literal["fast", "balanced", "quality"]
+MeshFormat = Literal["ply", "obj", "glb", "stl"]
+
+
+class JobSpec(BaseModel):
+    """What to reconstruct and how. Unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Method = Field("digs", description="Reconstruction method.")
+    preset: PresetName = Field("balanced", description="Speed/quality trade-off.")
+    resolution: Optional[int] = Field(None, ge=32, le=1024, description="Marching-cubes grid resolution; default from the preset.")
+    formats: list[MeshFormat] = Field(default_factory=lambda: ["ply"], min_length=1, max_length=4, description="Mesh formats to export.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed of the fit.")
+    max_fit_points: Optional[int] = Field(None, ge=1000, le=10_000_000, description="Points used for fitting (subsampled above); metrics use all points.")
+    decimate_faces: Optional[int] = Field(None, ge=100, description="Simplify the mesh to about this many faces.")
+    min_component_fraction: float = Field(0.01, ge=0.0, le=1.0, description="Drop connected components with fewer faces than this fraction of the largest.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to fit; 'auto' picks CUDA when present.")
+
+
+@dataclass
+class Result:
+    """What a run produced: the mesh in the input's frame, metrics and artifact paths."""
+
+    mesh: Mesh
+    metrics: dict
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class _Context:
+    spec: JobSpec
+    progress: ProgressFn
+    cancel: Optional[CancelToken]
+    device: torch.device
+    checkpoint_path: Optional[Path]
+
+
+Reconstructor = Callable[[np.ndarray, Optional[np.ndarray], _Context], Mesh]
+RECONSTRUCTORS: dict[str, Reconstructor] = {}
+
+
+@register(RECONSTRUCTORS, "digs")
+def _digs(points: np.ndarray, normals: Optional[np.ndarray], ctx: _Context) -> Mesh:
+    preset = with_seed(get_preset(ctx.spec.preset), ctx.spec.seed)
+    cfg = preset.digs
+    if ctx.spec.max_fit_points:
+        from dataclasses import replace
+
+        cfg = replace(cfg, max_points=ctx.spec.max_fit_points)
+    model = fit_sdf(points, normals, cfg, device=ctx.device, progress=ctx.progress, cancel=ctx.cancel,
+                    checkpoint_path=ctx.checkpoint_path)
+    if ctx.cancel is not None:
+        ctx.cancel.raise_if_cancelled()
+    resolution = ctx.spec.resolution or preset.resolution
+    ctx.progress(ProgressEvent("extract", 0, 1))
+    mesh = extract_sdf(model.evaluate, resolution=resolution, device=ctx.device)
+    ctx.progress(ProgressEvent("extract", 1, 1))
+    return mesh
+
+
+@register(RECONSTRUCTORS, "poisson")
+def _poisson(points: np.ndarray, normals: Optional[np.ndarray], ctx: _Context) -> Mesh:
+    cfg = get_preset(ctx.spec.preset).poisson
+    return poisson_reconstruct(points, normals, cfg, progress=ctx.progress, cancel=ctx.cancel)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a device is a ValueError."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("expected a CUDA device for device='cuda', got none on this machine")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def run(
+    spec: JobSpec,
+    input_path: str | Path,
+    out_dir: str | Path,
+    *,
+    gt_path: Optional[str | Path] = None,
+    progress: ProgressFn = no_progress,
+    cancel: Optional[CancelToken] = None,
+    checkpoint_path: Optional[Path] = None,
+) -> Result:
+    """Reconstruct ``input_path`` according to ``spec`` and write artifacts into ``out_dir``.
+
+    Artifacts: ``mesh.<fmt>`` for each requested format and ``metrics.json``. Raises
+    ``recon.io.InputError`` (a ValueError) for bad input and ``Cancelled`` when cancelled.
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reconstruct = lookup(RECONSTRUCTORS, spec.method, "method")
+    device = resolve_device(spec.device)
+    gt = load_mesh(gt_path) if gt_path is not None else None
+
+    progress(ProgressEvent("load", 0, 1))
+    cloud = load_point_cloud(input_path)
+    unit, norm = normalize(cloud)
+    progress(ProgressEvent("load", 1, 1))
+    timings = {"load": time.perf_counter() - t0}
+
+    t = time.perf_counter()
+    ctx = _Context(spec, progress, cancel, device, checkpoint_path)
+    mesh = reconstruct(unit.points, unit.normals, ctx)
+    timings["reconstruct"] = time.perf_counter() - t
+    if mesh.is_empty:
+        raise ValueError(f"the {spec.method} reconstruction produced an empty mesh")
+
+    mesh = mesh_ops.transform(mesh, scale=norm.scale, translation=norm.center)
+    if spec.min_component_fraction > 0:
+        mesh = mesh_ops.remove_small_components(mesh, min_fraction=spec.min_component_fraction)
+    if spec.decimate_faces and mesh.n_faces > spec.decimate_faces:
+        mesh = mesh_ops.decimate(mesh, target_faces=spec.decimate_faces)
+    mesh = mesh_ops.compute_vertex_normals(mesh)
+
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    progress(ProgressEvent("metrics", 0, 1))
+    t = time.perf_counter()
+    metrics: dict = {"input": evaluate_against_points(mesh, cloud.points)}
+    if gt is not None:
+        metrics["ground_truth"] = evaluate_meshes(mesh, gt, seed=spec.seed)
+    timings["metrics"] = time.perf_counter() - t
+    progress(ProgressEvent("metrics", 1, 1))
+
+    progress(ProgressEvent("export", 0, len(spec.formats)))
+    artifacts: dict[str, Path] = {}
+    for i, fmt in enumerate(spec.formats):
+        path = out_dir / f"mesh.{fmt}"
+        save_mesh(mesh, path, format=fmt)
+        artifacts[path.name] = path
+        progress(ProgressEvent("export", i + 1, len(spec.formats)))
+    timings["total"] = time.perf_counter() - t0
+    metrics["timings_s"] = timings
+    metrics["method"] = spec.method
+    metrics["preset"] = spec.preset
+    metrics["n_input_points"] = int(len(cloud.points))
+    metrics_path = out_dir / "metrics.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2, default=_json_default))
+    artifacts[metrics_path.name] = metrics_path
+    return Result(mesh=mesh, metrics=metrics, artifacts=artifacts)
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

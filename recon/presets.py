@@ -1,0 +1,52 @@
+"""Named quality presets: the knobs a user should not have to know about.
+
+``fast`` serves tests and previews (seconds), ``balanced`` is the default and aims at the
+quality bar of screened Poisson in Poisson's time, ``quality`` spends minutes for detail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from recon.classic import PoissonConfig
+from recon.encodings.hash_grid import HashGridConfig
+from recon.fields.hash_sdf import HashSDFConfig
+from recon.pointcloud import DigsConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings of one preset for every method."""
+
+    digs: DigsConfig
+    """Fitting configuration of the ``digs`` method."""
+    poisson: PoissonConfig
+    """Configuration of the ``poisson`` method."""
+    resolution: int
+    """Marching-cubes resolution over the normalised cube."""
+
+
+def _digs(steps: int, levels: int, finest: int, log2_table: int, batch: int) -> DigsConfig:
+    grid = HashGridConfig(n_levels=levels, n_features_per_level=2, log2_hashmap_size=log2_table,
+                          base_resolution=16, finest_resolution=finest)
+    return DigsConfig(field=HashSDFConfig(encoding=grid), steps=steps, surface_batch=batch,
+                      near_batch=batch // 2, space_batch=batch // 2)
+
+
+PRESETS: dict[str, Preset] = {
+    "fast": Preset(digs=_digs(150, 8, 128, 15, 4096), poisson=PoissonConfig(depth=7), resolution=128),
+    "balanced": Preset(digs=_digs(400, 12, 512, 17, 8192), poisson=PoissonConfig(depth=9), resolution=256),
+    "quality": Preset(digs=_digs(1500, 16, 2048, 19, 16384), poisson=PoissonConfig(depth=10), resolution=512),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name`` (ValueError naming the choices otherwise)."""
+    from recon.registry import lookup
+
+    return lookup(PRESETS, name, "preset")
+
+
+def with_seed(preset: Preset, seed: int) -> Preset:
+    """A copy of ``preset`` whose fits use ``seed``."""
+    return replace(preset, digs=replace(preset.digs, seed=seed))
