@@ -107,10 +107,10 @@ def _knn_sigma(points: np.ndarray, k: int) -> np.ndarray:
 
 def _finest_cell(model: DistanceField) -> float:
     """Edge of the finest active cell, in normalised units (the FD step of the divergence)."""
-    enc = getattr(model, "encoding", None)
-    if enc is None:
+    layout = getattr(getattr(model, "encoding", None), "layout", None)
+    if layout is None:
         return 1e-2
-    res = enc.level_resolutions[max(0, model.active_levels - 1)]
+    res = layout.resolutions[max(0, getattr(model, "active_levels", len(layout.resolutions)) - 1)]
     return 2.0 / float(res)
 
 
@@ -210,8 +210,8 @@ def fit_sdf(
 
         done = step + 1
         if done % config.log_every == 0 or done == steps:
-            losses_now = {k: float(v) for k, v in terms.items()}
-            losses_now["total"] = float(loss)
+            losses_now = {k: v.item() for k, v in terms.items()}
+            losses_now["total"] = loss.item()
             progress(ProgressEvent("fit", done, steps, losses_now))
         if ckpt is not None and config.checkpoint_every and done % config.checkpoint_every == 0 and done < steps:
             _save_checkpoint(ckpt, model, optimizer, gen, done, fingerprint)

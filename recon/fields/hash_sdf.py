@@ -99,8 +99,9 @@ class HashSDF(DistanceField):
             h = torch.cat([x_in, enc], dim=-1)
             sdf = self._mlp(h)
             (g_h,) = torch.autograd.grad(sdf.sum(), h, create_graph=create_graph)
-        # Chain rule through the encoding: df/dx = df/dx_direct + J_enc^T df/denc.
-        grad = g_h[:, :3] + torch.einsum("nk,nkd->nd", g_h[:, 3:], jac)
+        # Chain rule through the encoding: df/dx = df/dx_direct + J_enc^T df/denc. (A broadcast
+        # multiply-and-sum: einsum lowers this to n tiny batched matmuls, ~50x slower on CPU.)
+        grad = g_h[:, :3] + (g_h[:, 3:, None] * jac).sum(dim=1)
         if not create_graph:
             sdf, grad = sdf.detach(), grad.detach()
         return sdf, grad
