@@ -1,4 +1,5 @@
-"""The ``surfrecon`` command line: reconstruct and evaluate (service commands join later)."""
+"""The ``surfrecon`` command line: reconstruct and evaluate locally; serve, submit, jobs, cancel
+and keys for the service (each implemented in its own module)."""
 
 from __future__ import annotations
 
@@ -146,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--f-threshold", type=float, default=0.01, help="F-score threshold, fraction of the GT bbox diagonal")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=_cmd_evaluate)
+
+    from service import admin, client, serve
+
+    serve.add_parser(sub)
+    client.add_parsers(sub)
+    admin.add_parser(sub)
     return p
 
 

@@ -1,0 +1,1 @@
+"""Service routers (thin: validation and wiring; logic lives in service functions)."""

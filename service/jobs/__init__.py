@@ -1,0 +1,1 @@
+"""Jobs: SQL model and store, Ray executor, reconciler and progress events."""

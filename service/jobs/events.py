@@ -1,0 +1,119 @@
+"""Progress events for Server-Sent Events streams.
+
+Workers write progress to the job table (it is the source of truth, and workers may run on
+other machines), so one ``EventHub`` per API process polls the table for *all* jobs being
+watched, one query per tick however many clients listen, and fans changed rows out to the
+subscribers' queues. A stream ends after sending the job's final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import AsyncIterator, Callable, Optional
+
+import anyio
+
+from service.jobs.models import FINAL_STATUSES, Job
+from service.jobs.store import JobStore
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 64
+
+
+class EventHub:
+    """Polls watched jobs every ``poll_s`` and pushes changed rows to subscribers."""
+
+    def __init__(self, store: JobStore, *, poll_s: float) -> None:
+        self.store, self.poll_s = store, poll_s
+        self._subs: dict[str, set[asyncio.Queue]] = {}
+        self._seen: dict[str, int] = {}
+        self._task: Optional[asyncio.Task] = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="surfrecon-events")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    @property
+    def listeners(self) -> int:
+        return sum(len(q) for q in self._subs.values())
+
+    def subscribe(self, job: Job) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
+        self._subs.setdefault(job.id, set()).add(q)
+        self._seen.setdefault(job.id, job.version)
+        return q
+
+    def unsubscribe(self, job_id: str, q: asyncio.Queue) -> None:
+        subs = self._subs.get(job_id)
+        if subs is not None:
+            subs.discard(q)
+            if not subs:
+                del self._subs[job_id]
+                self._seen.pop(job_id, None)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            if not self._subs:
+                continue
+            try:
+                rows = await anyio.to_thread.run_sync(self.store.snapshots, list(self._subs))
+            except Exception:
+                log.exception("event poll failed")
+                continue
+            for job_id, job in rows.items():
+                if job.version == self._seen.get(job_id):
+                    continue
+                self._seen[job_id] = job.version
+                for q in list(self._subs.get(job_id, ())):
+                    if q.full():  # a slow client: keep only the newest states
+                        q.get_nowait()
+                    q.put_nowait(job)
+
+
+def progress_payload(job: Job) -> dict:
+    """The small payload of a ``progress`` event."""
+    return {"id": job.id, "status": job.status, "stage": job.stage, "progress": job.progress,
+            "attempt": job.attempt}
+
+
+def sse(event: str, data: dict, *, event_id: Optional[int] = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n"
+
+
+async def job_stream(hub: EventHub, job: Job, render: Callable[[Job], dict], *,
+                     keepalive_s: float) -> AsyncIterator[str]:
+    """SSE text for one job: its current state, then ``progress`` and ``state`` events, ending
+    with the final ``state`` event. ``render`` turns a row into the payload of ``state`` events
+    (the whole job); ``progress`` events carry id, status, stage, progress and attempt."""
+    q = hub.subscribe(job)
+    try:
+        yield "retry: 2000\n\n"
+        yield sse("state", render(job), event_id=job.version)
+        last_version, last_status = job.version, job.status
+        while job.status not in FINAL_STATUSES:
+            try:
+                job = await asyncio.wait_for(q.get(), keepalive_s)
+            except asyncio.TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            if job.version <= last_version:
+                continue
+            if job.status != last_status:
+                yield sse("state", render(job), event_id=job.version)
+            else:
+                yield sse("progress", progress_payload(job), event_id=job.version)
+            last_version, last_status = job.version, job.status
+    finally:
+        hub.unsubscribe(job.id, q)

@@ -1,0 +1,126 @@
+"""Ray: starting or joining a cluster, submitting job attempts, cancelling them, noticing losses.
+
+With no Ray address a local Ray starts in-process (free ports, loopback only, no dashboard);
+with one (``SURFRECON_RAY_ADDRESS`` or ``RAY_ADDRESS``) the same code submits to that cluster,
+where GPU nodes joined with ``ray start --address``. Tasks are never retried by Ray: retries
+are the reconciler's business, so that they are counted in the job row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from service.jobs.worker import WorkerConfig, run_job
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(settings: Settings) -> bool:
+    """Connect this process to Ray; returns True when it started (and so owns) the connection."""
+    if settings.local_ray:
+        # The embedded Ray listens on loopback only (Ray would otherwise pick the LAN address).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if settings.local_ray:
+        try:  # the flag above is read at Ray's import; honour it if Ray was imported earlier
+            from ray._private import ray_constants
+
+            ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false")
+        except (ImportError, AttributeError):
+            pass
+        ray.init(address="local", num_cpus=settings.ray_cpus(), include_dashboard=False,
+                 object_store_memory=settings.ray_object_store_bytes, log_to_driver=False,
+                 configure_logging=False, namespace="surfrecon")
+    else:
+        ray.init(address=settings.ray_address, log_to_driver=False, configure_logging=False,
+                 namespace="surfrecon")
+    log.info("ray connected: %s", ray.get_runtime_context().gcs_address)
+    return True
+
+
+@dataclass
+class Running:
+    """A Ray task this process submitted, for one attempt of one job."""
+
+    job_id: str
+    attempt: int
+    ref: Any
+    forced: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A submitted task that ended: its status string, or the Ray error that ended it."""
+
+    job_id: str
+    attempt: int
+    status: Optional[str]
+    error: Optional[str]
+
+
+class RayExecutor:
+    """Submits ``run_job`` attempts as Ray tasks and keeps their object refs."""
+
+    def __init__(self, worker_cfg: WorkerConfig, *, num_cpus: float = 1.0,
+                 task: Callable[..., str] = run_job) -> None:
+        self.worker_cfg = worker_cfg
+        self.num_cpus = num_cpus
+        self._task = task
+        self._remote = None
+        self.running: dict[str, Running] = {}
+
+    def submit(self, *, job_id: str, attempt: int, device: str) -> None:
+        import ray
+
+        if self._remote is None:
+            self._remote = ray.remote(self._task)
+        opts: dict[str, Any] = {"num_cpus": self.num_cpus, "max_retries": 0, "name": f"job-{job_id[:8]}-{attempt}"}
+        if device == "cuda":
+            opts["num_gpus"] = 1
+        ref = self._remote.options(**opts).remote(self.worker_cfg, job_id, attempt)
+        self.running[job_id] = Running(job_id, attempt, ref)
+
+    def holds(self, job_id: str, attempt: int) -> bool:
+        r = self.running.get(job_id)
+        return r is not None and r.attempt == attempt
+
+    def cancel(self, job_id: str, *, force: bool) -> bool:
+        """Cancel the task of ``job_id``; force kills the worker process. False if not held here."""
+        import ray
+
+        r = self.running.get(job_id)
+        if r is None or (r.forced and force):
+            return False
+        try:
+            ray.cancel(r.ref, force=force)
+        except Exception as e:  # already finished, or its owner is gone
+            log.info("ray.cancel of job %s: %s", job_id, e)
+        r.forced = r.forced or force
+        return True
+
+    def collect(self) -> list[Outcome]:
+        """Tasks that ended since the last call (they are forgotten afterwards)."""
+        import ray
+
+        if not self.running:
+            return []
+        by_ref = {r.ref: r for r in self.running.values()}
+        done, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0, fetch_local=False)
+        out = []
+        for ref in done:
+            r = by_ref[ref]
+            try:
+                status, error = ray.get(ref, timeout=5), None
+            except Exception as e:
+                status, error = None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            out.append(Outcome(r.job_id, r.attempt, status, error))
+            if self.running.get(r.job_id) is r:
+                del self.running[r.job_id]
+        return out

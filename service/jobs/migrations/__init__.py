@@ -1,0 +1,1 @@
+"""Alembic migrations of the job store (applied programmatically at start-up)."""

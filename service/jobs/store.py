@@ -1,0 +1,373 @@
+"""The job store: every state change of a job is one SQL statement or transaction here.
+
+Writers from different processes (API, dispatcher, Ray workers) never trample each other:
+worker writes are *fenced* by ``(id, attempt, status='running')`` so a worker that was given
+up on (its job re-queued or canceled) cannot overwrite the newer state, and claims are
+conditional updates that only one contender can win.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterator, Optional, Sequence
+
+from sqlalchemy import Engine, and_, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.jobs.db import IMMEDIATE, DatabaseConfig, create_db_engine, migrate
+from service.jobs.models import FINAL_STATUSES, Batch, Job, Upload, utcnow
+from service.problems import Problem
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What a submission adds to the table."""
+
+    spec: dict[str, Any]
+    input: dict[str, Any]
+    ground_truth: Optional[dict[str, Any]] = None
+
+
+class IdempotencyConflict(Exception):
+    """The same idempotency key came back with a different request."""
+
+
+class JobStore:
+    """Typed access to the job tables; one instance per process."""
+
+    def __init__(self, cfg: DatabaseConfig, *, pool_size: int = 10) -> None:
+        self.cfg = cfg
+        self.engine: Engine = create_db_engine(cfg, pool_size=pool_size)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(**{IMMEDIATE: True}), expire_on_commit=False)
+
+    def migrate(self) -> None:
+        migrate(self.engine, self.cfg)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._read() as s:
+            yield s
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A transaction that commits on success; on SQLite it holds the write lock from the start."""
+        with self._write.begin() as s:
+            yield s
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    # ---- uploads -----------------------------------------------------------------------------
+
+    def add_upload(self, upload: Upload) -> Upload:
+        with self.writing() as s:
+            s.add(upload)
+        return upload
+
+    def get_upload(self, *, owner: str, upload_id: str) -> Upload:
+        with self.reading() as s:
+            up = s.get(Upload, upload_id)
+        if up is None or up.owner != owner:
+            raise Problem(404, "upload_not_found", f"no upload {upload_id!r}")
+        return up
+
+    # ---- submission --------------------------------------------------------------------------
+
+    def find_idempotent(self, s: Session, model, *, owner: str, key: Optional[str], request_hash: str):
+        """The earlier row for ``(owner, key)``, or None; IdempotencyConflict if its request differs."""
+        if key is None:
+            return None
+        row = s.execute(select(model).where(model.owner == owner, model.idempotency_key == key)).scalar_one_or_none()
+        if row is not None and row.request_hash != request_hash:
+            raise IdempotencyConflict(key)
+        return row
+
+    def create_jobs(
+        self, *, owner: str, jobs: Sequence[NewJob], max_attempts: int, max_queued: int,
+        idempotency_key: Optional[str] = None, request_hash: str = "", as_batch: bool = False,
+    ) -> tuple[list[Job], Optional[Batch], bool]:
+        """Insert ``jobs`` (as one batch when ``as_batch``); returns (jobs, batch, created).
+
+        With an ``idempotency_key`` seen before for this owner, returns the original rows and
+        created=False. Raises Problem 429 when the owner's queued jobs would exceed ``max_queued``.
+        """
+        try:
+            return self._create_jobs(owner=owner, jobs=jobs, max_attempts=max_attempts, max_queued=max_queued,
+                                     idempotency_key=idempotency_key, request_hash=request_hash,
+                                     as_batch=as_batch)
+        except IntegrityError:
+            # A concurrent request with the same key won the insert: answer with its rows.
+            if idempotency_key is None:
+                raise
+            return self._create_jobs(owner=owner, jobs=jobs, max_attempts=max_attempts, max_queued=max_queued,
+                                     idempotency_key=idempotency_key, request_hash=request_hash,
+                                     as_batch=as_batch)
+
+    def _create_jobs(self, *, owner, jobs, max_attempts, max_queued, idempotency_key, request_hash, as_batch):
+        with self.writing() as s:
+            model = Batch if as_batch else Job
+            prior = self.find_idempotent(s, model, owner=owner, key=idempotency_key, request_hash=request_hash)
+            if prior is not None:
+                if as_batch:
+                    rows = self._jobs_by_ids(s, prior.job_ids)
+                    return rows, prior, False
+                return [prior], None, False
+            queued = s.execute(select(func.count()).select_from(Job).where(
+                Job.owner == owner, Job.status == "queued")).scalar_one()
+            if queued + len(jobs) > max_queued:
+                raise _quota_problem(queued, max_queued)
+            now = utcnow()
+            batch = Batch(id=new_id(), owner=owner, job_ids=[], idempotency_key=idempotency_key,
+                          request_hash=request_hash, created_at=now) if as_batch else None
+            rows = []
+            for i, nj in enumerate(jobs):
+                rows.append(Job(
+                    id=new_id(), owner=owner, batch_id=batch.id if batch else None, spec=nj.spec,
+                    input=nj.input, ground_truth=nj.ground_truth, status="queued", stage="queued",
+                    progress=0.0, attempt=1, max_attempts=max_attempts, cancel_requested=False,
+                    artifacts=[], version=1, created_at=now + timedelta(microseconds=i), updated_at=now,
+                    idempotency_key=None if as_batch else idempotency_key,
+                    request_hash=None if as_batch else request_hash))
+            if batch is not None:
+                batch.job_ids = [r.id for r in rows]
+                s.add(batch)
+            s.add_all(rows)
+        return rows, batch, True
+
+    def check_quota(self, *, owner: str, adding: int, max_queued: int) -> None:
+        """Problem 429 when ``adding`` more jobs would exceed the owner's queued-job limit.
+
+        A cheap early check (before files are stored); ``create_jobs`` checks again atomically."""
+        with self.reading() as s:
+            queued = s.execute(select(func.count()).select_from(Job).where(
+                Job.owner == owner, Job.status == "queued")).scalar_one()
+        if queued + adding > max_queued:
+            raise _quota_problem(queued, max_queued)
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def get_job(self, *, owner: Optional[str], job_id: str) -> Job:
+        """The job, or Problem 404 when it does not exist *or belongs to another owner*."""
+        with self.reading() as s:
+            job = s.get(Job, job_id)
+        if job is None or (owner is not None and job.owner != owner):
+            raise Problem(404, "job_not_found", f"no job {job_id!r}")
+        return job
+
+    def get_batch(self, *, owner: Optional[str], batch_id: str) -> tuple[Batch, list[Job]]:
+        with self.reading() as s:
+            batch = s.get(Batch, batch_id)
+            if batch is None or (owner is not None and batch.owner != owner):
+                raise Problem(404, "batch_not_found", f"no batch {batch_id!r}")
+            return batch, self._jobs_by_ids(s, batch.job_ids)
+
+    @staticmethod
+    def _jobs_by_ids(s: Session, ids: Sequence[str]) -> list[Job]:
+        found = {j.id: j for j in s.execute(select(Job).where(Job.id.in_(list(ids)))).scalars()}
+        return [found[i] for i in ids if i in found]
+
+    def list_jobs(self, *, owner: Optional[str], status: Optional[str] = None, batch_id: Optional[str] = None,
+                  limit: int = 50, cursor: Optional[str] = None) -> tuple[list[Job], Optional[str]]:
+        """Newest first; returns (page, next_cursor or None)."""
+        q = select(Job)
+        if owner is not None:
+            q = q.where(Job.owner == owner)
+        if status is not None:
+            q = q.where(Job.status == status)
+        if batch_id is not None:
+            q = q.where(Job.batch_id == batch_id)
+        if cursor is not None:
+            created, last_id = decode_cursor(cursor)
+            q = q.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id)))
+        q = q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+        with self.reading() as s:
+            rows = list(s.execute(q).scalars())
+        nxt = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+        return rows[:limit], nxt
+
+    def snapshots(self, ids: Sequence[str]) -> dict[str, Job]:
+        """Current rows for the given ids (one query; used by the SSE hub)."""
+        if not ids:
+            return {}
+        with self.reading() as s:
+            return {j.id: j for j in s.execute(select(Job).where(Job.id.in_(list(ids)))).scalars()}
+
+    def is_cancel_requested(self, job_id: str, attempt: int) -> bool:
+        """True when the job wants to stop *or is no longer this attempt's to run*."""
+        with self.reading() as s:
+            row = s.execute(select(Job.cancel_requested, Job.status, Job.attempt).where(Job.id == job_id)).first()
+        return row is None or bool(row[0]) or row[1] != "running" or row[2] != attempt
+
+    # ---- cancellation ------------------------------------------------------------------------
+
+    def request_cancel(self, *, owner: Optional[str], job_id: str) -> Job:
+        """Queued jobs are canceled at once; running ones get the flag their worker polls."""
+        now = utcnow()
+        with self.writing() as s:
+            job = s.get(Job, job_id)
+            if job is None or (owner is not None and job.owner != owner):
+                raise Problem(404, "job_not_found", f"no job {job_id!r}")
+            if job.status == "canceled":
+                return job
+            if job.status in FINAL_STATUSES:
+                raise Problem(409, "job_finished", f"job {job_id!r} already {job.status}")
+            job.cancel_requested = True
+            job.cancel_requested_at = job.cancel_requested_at or now
+            if job.status == "queued":
+                job.status, job.stage, job.finished_at = "canceled", "canceled", now
+                job.error = {"code": "canceled", "message": "canceled before it started"}
+            job.version += 1
+            job.updated_at = now
+        return job
+
+    # ---- dispatcher --------------------------------------------------------------------------
+
+    def claim_for_dispatch(self, *, limit: int) -> list[Job]:
+        """Mark up to ``limit`` undispatched queued jobs as dispatched and return them, oldest first."""
+        now = utcnow()
+        with self.writing() as s:
+            ids = list(s.execute(select(Job.id).where(Job.status == "queued", Job.dispatched_at.is_(None))
+                                 .order_by(Job.created_at).limit(limit)).scalars())
+            claimed = []
+            for job_id in ids:
+                res = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued",
+                                                  Job.dispatched_at.is_(None)).values(dispatched_at=now))
+                if res.rowcount == 1:
+                    claimed.append(job_id)
+            return self._jobs_by_ids(s, claimed)
+
+    def undispatch(self, *, job_id: str, attempt: int) -> bool:
+        """Let a queued job be dispatched again (its Ray task was lost before it started)."""
+        with self.writing() as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "queued")
+                            .values(dispatched_at=None, version=Job.version + 1, updated_at=utcnow()))
+            return res.rowcount == 1
+
+    def queued_dispatched_before(self, cutoff: datetime) -> list[Job]:
+        with self.reading() as s:
+            return list(s.execute(select(Job).where(Job.status == "queued", Job.dispatched_at < cutoff)).scalars())
+
+    def cancels_due(self, *, cutoff: datetime) -> list[Job]:
+        """Running jobs whose cancel was requested before ``cutoff`` and that have not stopped."""
+        with self.reading() as s:
+            return list(s.execute(select(Job).where(Job.status == "running", Job.cancel_requested.is_(True),
+                                                    Job.cancel_requested_at < cutoff)).scalars())
+
+    def stale_running(self, *, cutoff: datetime) -> list[Job]:
+        """Running jobs whose last heartbeat is older than ``cutoff``."""
+        with self.reading() as s:
+            return list(s.execute(select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)).scalars())
+
+    def requeue_or_fail(self, *, job_id: str, attempt: int, reason: str) -> Optional[Job]:
+        """Give up on ``attempt`` of a running job: re-queue it with attempt+1, or fail it when out of
+        attempts (or canceled when a cancel was pending). None if the attempt is no longer current."""
+        now = utcnow()
+        with self.writing() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.attempt != attempt or job.status != "running":
+                return None
+            if job.cancel_requested:
+                job.status, job.stage, job.finished_at = "canceled", "canceled", now
+                job.error = {"code": "canceled", "message": "canceled"}
+            elif job.attempt >= job.max_attempts:
+                job.status, job.stage, job.finished_at = "failed", "failed", now
+                job.error = {"code": "worker_lost",
+                             "message": f"{reason}; gave up after {job.attempt} attempts"}
+            else:
+                job.status, job.stage, job.attempt = "queued", "requeued", job.attempt + 1
+                job.dispatched_at = job.heartbeat_at = None
+                job.error = {"code": "retrying", "message": f"{reason}; retrying (attempt {job.attempt})"}
+            job.version += 1
+            job.updated_at = now
+            return job
+
+    def force_canceled(self, *, job_id: str, attempt: int) -> bool:
+        """Record that a running attempt was stopped by force after its grace period."""
+        now = utcnow()
+        with self.writing() as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "running")
+                            .values(status="canceled", stage="canceled", finished_at=now, updated_at=now,
+                                    error={"code": "canceled", "message": "canceled (stopped by force)"},
+                                    version=Job.version + 1))
+            return res.rowcount == 1
+
+    # ---- worker (all fenced by attempt) ------------------------------------------------------
+
+    def claim_start(self, *, job_id: str, attempt: int, worker: dict[str, Any]) -> Optional[Job]:
+        """queued -> running for this attempt; None when someone else has it or it was canceled."""
+        now = utcnow()
+        with self.writing() as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "queued",
+                                              Job.cancel_requested.is_(False))
+                            .values(status="running", stage="starting", started_at=now, heartbeat_at=now,
+                                    worker=worker, error=None, updated_at=now, version=Job.version + 1))
+            if res.rowcount != 1:
+                return None
+            return s.get(Job, job_id)
+
+    def _fenced(self, job_id: str, attempt: int, **values: Any) -> bool:
+        now = utcnow()
+        values.setdefault("heartbeat_at", now)
+        with self.writing() as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "running")
+                            .values(updated_at=now, version=Job.version + 1, **values))
+            return res.rowcount == 1
+
+    def heartbeat(self, *, job_id: str, attempt: int) -> bool:
+        """Refresh the heartbeat; False when this attempt no longer owns the job."""
+        now = utcnow()
+        with self.writing() as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "running")
+                            .values(heartbeat_at=now))
+            return res.rowcount == 1
+
+    def report_progress(self, *, job_id: str, attempt: int, stage: str, progress: float) -> bool:
+        return self._fenced(job_id, attempt, stage=stage, progress=round(float(progress), 2))
+
+    def finish(self, *, job_id: str, attempt: int, status: str, error: Optional[dict] = None,
+               metrics: Optional[dict] = None, artifacts: Optional[list] = None) -> bool:
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"expected a final status, got {status!r}")
+        values: dict[str, Any] = {"status": status, "stage": status, "finished_at": utcnow(), "error": error}
+        if status == "succeeded":
+            values.update(progress=100.0, metrics=metrics, artifacts=artifacts or [])
+        return self._fenced(job_id, attempt, **values)
+
+
+def _quota_problem(queued: int, max_queued: int) -> Problem:
+    return Problem(429, "too_many_queued_jobs",
+                   f"{queued} jobs already queued for this key; the limit is {max_queued}",
+                   headers={"Retry-After": "10"})
+
+
+def new_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, job_id = json.loads(raw)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None or not isinstance(job_id, str):
+            raise ValueError("bad cursor")
+        return when, job_id
+    except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise Problem(422, "validation_error", f"cursor: not a cursor from this API ({e.__class__.__name__})")

@@ -1,0 +1,218 @@
+"""What runs inside a Ray task: one attempt of one job, from claim to artifacts.
+
+The task talks to the job store directly (DB URL in ``WorkerConfig``): it claims the attempt,
+reports progress and heartbeats, polls the cancel flag through the pipeline's ``CancelToken``
+and records the outcome. Every write is fenced by the attempt number, so a worker that was
+given up on cannot overwrite what happened since. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from service.jobs.db import DatabaseConfig
+from service.jobs.store import JobStore
+from service.storage import ArtifactStore, StorageConfig, sha256_file
+
+log = logging.getLogger(__name__)
+
+# Overall progress (percent) at the start and end of each pipeline stage; any stage not listed
+# (method-specific reconstruction steps) is mapped into the "fit" band.
+STAGE_BANDS: dict[str, tuple[float, float]] = {
+    "starting": (0.0, 0.0), "load": (0.0, 5.0), "fit": (5.0, 80.0), "extract": (80.0, 90.0),
+    "metrics": (90.0, 95.0), "export": (95.0, 98.0), "upload": (98.0, 100.0),
+}
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker needs, picklable for Ray."""
+
+    db: DatabaseConfig
+    storage: StorageConfig
+    heartbeat_interval_s: float = 2.0
+    checkpoint_every_s: float = 5.0
+    progress_interval_s: float = 0.25
+    cancel_poll_s: float = 0.5
+
+
+def overall_progress(stage: str, fraction: float) -> float:
+    lo, hi = STAGE_BANDS.get(stage, STAGE_BANDS["fit"])
+    return lo + (hi - lo) * min(1.0, max(0.0, fraction))
+
+
+_STORES: dict[DatabaseConfig, JobStore] = {}
+
+
+def _store(cfg: DatabaseConfig) -> JobStore:
+    """One engine per worker process and database (Ray reuses worker processes)."""
+    if cfg not in _STORES:
+        _STORES[cfg] = JobStore(cfg, pool_size=2)
+    return _STORES[cfg]
+
+
+class _Reporter:
+    """Progress callback: throttled, monotonic writes of stage and percent; stops a lost attempt."""
+
+    def __init__(self, store: JobStore, job_id: str, attempt: int, start: float, interval: float,
+                 token) -> None:
+        self.store, self.job_id, self.attempt = store, job_id, attempt
+        self.best, self.interval, self.token = start, interval, token
+        self.stage: Optional[str] = None
+        self.last_write = 0.0
+
+    def __call__(self, event) -> None:
+        self.report(event.stage, event.fraction)
+
+    def report(self, stage: str, fraction: float, *, force: bool = False) -> None:
+        pct = max(self.best, overall_progress(stage, fraction))
+        now = time.monotonic()
+        if not force and stage == self.stage and (now - self.last_write < self.interval or pct - self.best < 0.1):
+            return
+        self.best, self.stage, self.last_write = pct, stage, now
+        if not self.store.report_progress(job_id=self.job_id, attempt=self.attempt, stage=stage, progress=pct):
+            self.token.cancel()
+
+
+class _Heartbeat(threading.Thread):
+    """Beats every ``interval``; copies the checkpoint to a remote store now and then."""
+
+    def __init__(self, store: JobStore, job_id: str, attempt: int, cfg: WorkerConfig, token,
+                 checkpoint: Optional[tuple[Path, ArtifactStore, str]]) -> None:
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self.store, self.job_id, self.attempt, self.cfg, self.token = store, job_id, attempt, cfg, token
+        self.checkpoint = checkpoint
+        self.stopped = threading.Event()
+        self._synced_mtime = 0.0
+        self._last_sync = time.monotonic()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.cfg.heartbeat_interval_s):
+            try:
+                if not self.store.heartbeat(job_id=self.job_id, attempt=self.attempt):
+                    self.token.cancel()  # re-queued or canceled elsewhere: this attempt is over
+                    return
+                if self.checkpoint and time.monotonic() - self._last_sync >= self.cfg.checkpoint_every_s:
+                    self._sync_checkpoint()
+            except Exception:  # a missed beat is survivable; a dead heartbeat thread is not
+                log.exception("heartbeat of job %s failed", self.job_id)
+
+    def _sync_checkpoint(self) -> None:
+        local, artifacts, key = self.checkpoint
+        self._last_sync = time.monotonic()
+        if local.is_file() and local.stat().st_mtime != self._synced_mtime:
+            mtime = local.stat().st_mtime
+            artifacts.put_file(local, key)
+            self._synced_mtime = mtime
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def run_job(cfg: WorkerConfig, job_id: str, attempt: int) -> str:
+    """Run one attempt; returns the status it ended in ('skipped' when it could not claim it)."""
+    store = _store(cfg.db)
+    job = store.claim_start(job_id=job_id, attempt=attempt,
+                            worker={"node": socket.gethostname(), "pid": os.getpid()})
+    if job is None:
+        return "skipped"
+    from recon.progress import CancelToken
+
+    last_poll = [0.0, False]
+
+    def cancel_requested() -> bool:
+        now = time.monotonic()
+        if now - last_poll[0] >= cfg.cancel_poll_s:
+            last_poll[0], last_poll[1] = now, store.is_cancel_requested(job_id, attempt)
+        return bool(last_poll[1])
+
+    token = CancelToken(check=cancel_requested)
+    reporter = _Reporter(store, job_id, attempt, job.progress, cfg.progress_interval_s, token)
+    artifacts = ArtifactStore(cfg.storage)
+    ckpt_key = f"jobs/{job_id}/checkpoint.pt"
+    with tempfile.TemporaryDirectory(prefix=f"surfrecon-{job_id[:8]}-") as tmp:
+        tmp_dir = Path(tmp)
+        ckpt_local = artifacts.local_path(ckpt_key)
+        ckpt_sync = None
+        if ckpt_local is None:  # remote store: work on a local copy, sync it back now and then
+            ckpt_local = tmp_dir / "checkpoint.pt"
+            if artifacts.exists(ckpt_key):
+                artifacts.get_file(ckpt_key, ckpt_local)
+            ckpt_sync = (ckpt_local, artifacts, ckpt_key)
+        ckpt_local.parent.mkdir(parents=True, exist_ok=True)
+        beat = _Heartbeat(store, job_id, attempt, cfg, token, ckpt_sync)
+        beat.start()
+        try:
+            status, fields = _execute(job, artifacts, tmp_dir, ckpt_local, reporter, token)
+        finally:
+            beat.stop()
+        if store.finish(job_id=job_id, attempt=attempt, status=status, **fields):
+            artifacts.delete(ckpt_key)  # only the attempt that still owns the job may drop it
+    return status
+
+
+def _execute(job, artifacts: ArtifactStore, tmp: Path, ckpt: Path, reporter: _Reporter, token):
+    """Run the pipeline and upload its artifacts; returns (final status, fields for finish())."""
+    from recon.io import InputError
+    from recon.progress import Cancelled
+
+    try:
+        from recon.pipeline import JobSpec, run
+
+        spec = JobSpec.model_validate(job.spec)
+        input_path = _fetch(artifacts, job.input["key"], tmp / "in")
+        gt_path = _fetch(artifacts, job.ground_truth["key"], tmp / "gt") if job.ground_truth else None
+        result = run(spec, input_path, tmp / "out", gt_path=gt_path, progress=reporter, cancel=token,
+                     checkpoint_path=ckpt)
+        token.raise_if_cancelled()
+        reporter.report("upload", 0.0, force=True)
+        records = []
+        for i, (name, path) in enumerate(sorted(result.artifacts.items())):
+            key = f"jobs/{job.id}/artifacts/{name}"
+            records.append({"name": name, "key": key, "size": Path(path).stat().st_size,
+                            "sha256": sha256_file(Path(path))})
+            artifacts.put_file(Path(path), key)
+            reporter.report("upload", (i + 1) / len(result.artifacts))
+        return "succeeded", {"metrics": jsonable(result.metrics), "artifacts": records}
+    except Cancelled:
+        return "canceled", {"error": {"code": "canceled", "message": "canceled"}}
+    except InputError as e:
+        return "failed", {"error": {"code": e.code, "message": str(e)}}
+    except ValueError as e:
+        return "failed", {"error": {"code": "reconstruction_failed", "message": str(e)}}
+    except Exception as e:
+        log.exception("job %s failed", job.id)
+        return "failed", {"error": {"code": "internal_error", "message": f"{type(e).__name__}: {e}"}}
+
+
+def _fetch(artifacts: ArtifactStore, key: str, dest_dir: Path) -> Path:
+    local = artifacts.local_path(key)
+    if local is not None:
+        return local
+    dest = dest_dir / key.rsplit("/", 1)[-1]
+    artifacts.get_file(key, dest)
+    return dest
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types only: numpy scalars unwrapped, NaN/inf as None (PostgreSQL rejects them)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
