@@ -6,23 +6,28 @@ faces are counter-clockwise seen from outside, so face normals point toward incr
 
 Work grows with surface area, not volume:
 
-1. a coarse grid (every ``s``-th fine sample) is evaluated;
-2. the fine grid is split into blocks of ``block_size`` cells; a block is refined when its coarse
-   samples leave room for the level set inside it (see ``_mark_blocks``);
-3. refined blocks get their fine samples (one-sample overlap with neighbours). Whenever the
+1. a coarse grid (every ``s``-th fine sample, s = 8 by default) is evaluated everywhere;
+2. the fine grid is split into blocks of ``block_size`` cells; a block stays a candidate while
+   its samples leave room for the level set inside it (see ``_mark_blocks``). Candidates are
+   re-tested on lattices of stride s/2, s/4, ..., 2 inside the block, each with a margin half as
+   wide, so the band that is finally refined hugs the surface;
+3. surviving blocks get all their fine samples (one-sample overlap with neighbours). Whenever the
    surface leaves a refined block through a face, the neighbour across that face is refined
-   too, so a surface that the coarse test found partly is traced completely even where a neural
-   field is far from a true distance;
+   too, so a surface that the coarse tests found partly is traced completely even where a
+   neural field is far from a true distance;
 4. triangles come from a vectorised marching-cubes table generated in ``_build_tables``. Every
    vertex is named by its global grid-edge id, so blocks weld exactly and the mesh has no
    duplicate vertices and no cracks.
+
+Every grid sample is evaluated at most once: values are shared between levels and between
+neighbouring blocks through ``_SampleStore``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -46,10 +51,12 @@ class ExtractStats:
     fine_evaluations: int = 0
     blocks_total: int = 0
     """Blocks in the fine grid."""
+    blocks_marked: int = 0
+    """Blocks passing the coarse-grid test."""
     blocks_refined: int = 0
-    """Blocks whose fine samples were evaluated (coarse-marked + reached by propagation)."""
+    """Blocks whose fine samples were evaluated (passed every lattice test, or traced)."""
     blocks_propagated: int = 0
-    """Of those, blocks that the coarse test missed and surface tracing found."""
+    """Of those, blocks that the lattice tests rejected and surface tracing found."""
     seconds: float = 0.0
 
 
@@ -120,9 +127,14 @@ def _build_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             # A fan diagonal between two crossings on one cube face would be shared with the
             # neighbouring cell (non-manifold edge), so fan from an apex sharing no face with
             # the vertices it connects to; every loop of this table has one.
-            apex = next(i for i in range(len(loop)) if not any(
-                faces_of[loop[i]] & faces_of[loop[(i + j) % len(loop)]]
-                for j in range(2, len(loop) - 1)))
+            apex = next(
+                i
+                for i in range(len(loop))
+                if not any(
+                    faces_of[loop[i]] & faces_of[loop[(i + j) % len(loop)]]
+                    for j in range(2, len(loop) - 1)
+                )
+            )
             loop = loop[apex:] + loop[:apex]
             tris += [(loop[0], loop[i], loop[i + 1]) for i in range(1, len(loop) - 1)]
         tables.append(tris)
@@ -145,17 +157,25 @@ _EDGE_AXIS = np.argmax(_CORNERS[_EDGES[:, 1]] - _CORNERS[_EDGES[:, 0]], axis=1) 
 # --------------------------------------------------------------------------------------------
 
 
-def _check_args(bounds, resolution, chunk_size, coarse_resolution):
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 2:
+def _check_args(bounds, resolution, level, chunk_size, coarse_resolution):
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, (int, np.integer))
+        or resolution < 2
+    ):
         raise ValueError(f"expected resolution to be an int >= 2, got {resolution!r}")
     try:
         b = np.asarray(bounds, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"expected bounds as ((x0, y0, z0), (x1, y1, z1)), got {bounds!r}") from None
+        raise ValueError(
+            f"expected bounds as ((x0, y0, z0), (x1, y1, z1)), got {bounds!r}"
+        ) from None
     if b.shape != (2, 3) or not np.all(np.isfinite(b)) or not np.all(b[1] > b[0]):
         raise ValueError(
             f"expected bounds as ((x0, y0, z0), (x1, y1, z1)) with finite lo < hi, got {bounds!r}"
         )
+    if not np.isfinite(level):
+        raise ValueError(f"expected a finite level, got {level!r}")
     if chunk_size < 1:
         raise ValueError(f"expected chunk_size >= 1, got {chunk_size!r}")
     if coarse_resolution is not None and not (1 <= coarse_resolution):
@@ -192,7 +212,9 @@ class _Evaluator:
         return out
 
 
-def _mark_blocks(coarse: np.ndarray, pos: np.ndarray, n: int, block: int, margin: float) -> np.ndarray:
+def _mark_blocks(
+    coarse: np.ndarray, pos: np.ndarray, n: int, block: int, margin: float
+) -> np.ndarray:
     """Blocks whose fine cells may contain the level set, from coarse samples (value - level).
 
     ``coarse`` holds samples at fine indices ``pos`` (multiples of the stride, plus n) on every
@@ -213,10 +235,11 @@ def _mark_blocks(coarse: np.ndarray, pos: np.ndarray, n: int, block: int, margin
 
 
 class _SampleStore:
-    """Values of block-boundary samples already evaluated, keyed by flat grid index.
+    """Values of samples that several blocks or levels use, keyed by flat grid index.
 
-    A neural field can return slightly different bits for the same point in different batches;
-    reusing one value per shared sample keeps neighbouring blocks topologically consistent.
+    Holds the coarse grid, lattice samples and block-shell samples. Besides saving work, one
+    value per sample matters because a neural field can return slightly different bits for the
+    same point in different batches; neighbouring blocks must agree on signs to stay closed.
     Two sorted tiers (a large one, and a small one merged into it when it grows) keep inserts
     cheap without a Python dict.
     """
@@ -226,7 +249,7 @@ class _SampleStore:
         self.tiers = [empty, empty]
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted unique ``ids`` -> (found mask, (n,) values, valid where found)."""
+        """Sorted unique ``ids`` -> (found mask, values; entries where not found are garbage)."""
         found = np.zeros(len(ids), dtype=bool)
         vals = np.empty(len(ids), dtype=np.float32)
         for keys, kv in self.tiers:
@@ -249,11 +272,11 @@ class _SampleStore:
         self.tiers = [(big_k, big_v), (k, v)]
 
 
-def _pick_stride(resolution: int, coarse_resolution: Optional[int], block: int) -> int:
+def _pick_stride(resolution: int, coarse_resolution: int | None, block: int) -> int:
     """Coarse stride in fine cells: a power of two dividing ``block`` (default: 8 cells)."""
     want = 8 if coarse_resolution is None else max(1, resolution // coarse_resolution)
     stride = 1
-    while stride * 2 <= min(want, block):
+    while stride * 2 <= min(want, block) and block % (stride * 2) == 0:
         stride *= 2
     return stride
 
@@ -266,10 +289,10 @@ def extract_sdf(
     level: float = 0.0,
     chunk_size: int = 2**18,
     device: str | torch.device = "cpu",
-    coarse_resolution: Optional[int] = None,
+    coarse_resolution: int | None = None,
     block_size: int = 8,
     safety: float = 2.0,
-    stats: Optional[ExtractStats] = None,
+    stats: ExtractStats | None = None,
 ) -> Mesh:
     """Extract the ``level`` iso-surface of ``field`` as a welded triangle mesh.
 
@@ -285,7 +308,7 @@ def extract_sdf(
     returned when the level set does not cross the grid. Vertex normals are not computed.
     """
     t0 = time.perf_counter()
-    b = _check_args(bounds, resolution, chunk_size, coarse_resolution)
+    b = _check_args(bounds, resolution, level, chunk_size, coarse_resolution)
     if block_size < 1:
         raise ValueError(f"expected block_size >= 1, got {block_size!r}")
     n, block = int(resolution), int(min(block_size, resolution))
@@ -297,29 +320,43 @@ def extract_sdf(
     pos = np.unique(np.append(np.arange(0, n + 1, stride), n))
     m = len(pos)
     plane = np.stack(np.meshgrid(pos, pos, indexing="ij"), -1).reshape(-1, 2)
-    coarse = np.empty((m, m, m))
+    raw = np.empty((m, m, m), dtype=np.float32)
     slabs = max(1, chunk_size // (m * m))  # x-slabs per call; bounds the index array size
     for i in range(0, m, slabs):
         xs = pos[i : i + slabs]
         idx = np.concatenate([np.repeat(xs, len(plane))[:, None], np.tile(plane, (len(xs), 1))], 1)
-        coarse[i : i + slabs] = ev(idx).reshape(len(xs), m, m) - level
-    coarse_count = ev.count
-    margin = safety * 0.5 * stride * float(np.linalg.norm(step))
-    marked = _mark_blocks(coarse, pos, n, block, margin)
+        raw[i : i + slabs] = ev(idx).reshape(len(xs), m, m)
+    coarse, coarse_count = raw.astype(np.float64) - level, ev.count
+    # A point of a block is within half a lattice-cell diagonal of some lattice sample.
+    margin = lambda s: safety * 0.5 * s * float(np.linalg.norm(step))
+    marked = _mark_blocks(coarse, pos, n, block, margin(stride))
     nb = marked.shape[0]
-
-    # 2./3. refine marked blocks in batches, tracing the surface into unmarked neighbours.
-    visited = marked.copy()
-    queue = [tuple(x) for x in np.argwhere(marked)]
-    per_batch = max(1, max(chunk_size, 2**18) // (block + 1) ** 3)
     store = _SampleStore()
-    tris, verts, n_refined = [], [], 0
-    head = 0
+    grid_ids = ((pos[:, None, None] * (n + 1) + pos[None, :, None]) * (n + 1) + pos).ravel()
+    store.insert(grid_ids, raw.ravel())
+
+    # 2. narrow the candidates on finer lattices.
+    candidates, lattice = np.argwhere(marked), stride // 2
+    while lattice >= 2 and len(candidates):
+        per = max(1, chunk_size // (block // lattice + 1) ** 3)
+        keep = []
+        for i in range(0, len(candidates), per):
+            batch = candidates[i : i + per]
+            v = _lattice_values(ev, store, batch, block, n, lattice).reshape(len(batch), -1) - level
+            keep.append(batch[(v.min(1) <= margin(lattice)) & (v.max(1) >= -margin(lattice))])
+        candidates, lattice = np.concatenate(keep), lattice // 2
+
+    # 3. refine in batches, tracing the surface into blocks the tests rejected.
+    visited = np.zeros_like(marked)
+    visited[tuple(candidates.T)] = True
+    queue = [tuple(x) for x in candidates]
+    fine_lookup = _fine_lookup_mask(block, stride)
+    per_batch = max(1, max(chunk_size, 2**18) // (block + 1) ** 3)
+    tris, verts, head = [], [], 0
     while head < len(queue):
         batch = np.array(queue[head : head + per_batch], dtype=np.int64)
         head += len(batch)
-        n_refined += len(batch)
-        vals = _evaluate_blocks(ev, store, batch, block, n)
+        vals = _evaluate_blocks(ev, store, batch, block, n, fine_lookup)
         t, v = _polygonise(vals, batch, block, n, level)
         tris.append(t)
         verts.append(v)
@@ -333,37 +370,70 @@ def extract_sdf(
         stats.coarse_evaluations = coarse_count
         stats.fine_evaluations = ev.count - coarse_count
         stats.blocks_total = nb**3
-        stats.blocks_refined = n_refined
-        stats.blocks_propagated = n_refined - int(marked.sum())
+        stats.blocks_marked = int(marked.sum())
+        stats.blocks_refined = len(queue)
+        stats.blocks_propagated = len(queue) - len(candidates)
     mesh = _weld(tris, verts, lo, step)
     if stats is not None:
         stats.seconds = time.perf_counter() - t0
     return mesh
 
 
-def _evaluate_blocks(ev, store, batch, block, n) -> np.ndarray:
-    """(K, 3) block coords -> (K, B+1, B+1, B+1) float32 samples; NaN beyond the grid."""
-    r = np.arange(block + 1)
-    local = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1)  # (B+1, B+1, B+1, 3)
-    shell = np.any((local == 0) | (local == block), axis=-1)  # samples shared with neighbours
-    idx = batch[:, None, None, None, :] * block + local  # (K, B+1, B+1, B+1, 3)
-    inb = batch[:, :, None] * block + r <= n  # (K, 3, B+1)
-    valid = inb[:, 0, :, None, None] & inb[:, 1, None, :, None] & inb[:, 2, None, None, :]
-    out = np.full(valid.shape, np.nan, dtype=np.float32)
-
-    inner = valid & ~shell
-    out[inner] = ev(idx[inner])
-
-    # Shell samples: evaluate each grid point once per extraction, whichever block asks first.
-    outer = valid & shell
-    flat = (idx[outer] * np.array([(n + 1) ** 2, n + 1, 1])).sum(-1)
+def _lookup_or_evaluate(ev, store, idx: np.ndarray, n: int, remember: bool) -> np.ndarray:
+    """(m, 3) grid indices (duplicates allowed) -> (m,) values, evaluating each point once."""
+    flat = (idx[:, 0] * (n + 1) + idx[:, 1]) * (n + 1) + idx[:, 2]
     ids, inverse = np.unique(flat, return_inverse=True)
     found, uvals = store.lookup(ids)
     todo = ids[~found]
     g = np.stack([todo // (n + 1) ** 2, (todo // (n + 1)) % (n + 1), todo % (n + 1)], -1)
     uvals[~found] = ev(g)
-    store.insert(todo, uvals[~found])
-    out[outer] = uvals[inverse]
+    if remember:
+        store.insert(todo, uvals[~found])
+    return uvals[inverse]
+
+
+def _lattice_values(ev, store, batch, block, n, lattice) -> np.ndarray:
+    """(K, 3) blocks -> (K, m, m, m) samples at local multiples of ``lattice``, m = B/lattice+1.
+
+    Indices beyond the grid are clipped to its last sample, which keeps every point of a
+    partial block within half a lattice cell of a sample.
+    """
+    r = np.arange(0, block + 1, lattice)
+    local = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1)
+    idx = np.minimum(batch[:, None, None, None, :] * block + local, n)
+    return _lookup_or_evaluate(ev, store, idx.reshape(-1, 3), n, True).reshape(idx.shape[:-1])
+
+
+def _fine_lookup_mask(block: int, stride: int) -> np.ndarray:
+    """Local samples of a block that may already be known: the shell (shared with neighbours)
+    and, when lattice levels ran, the stride-2 lattice."""
+    r = np.arange(block + 1)
+    local = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1)
+    mask = np.any((local == 0) | (local == block), axis=-1)
+    if stride >= 4:
+        mask |= np.all(local % 2 == 0, axis=-1)
+    return mask
+
+
+def _evaluate_blocks(ev, store, batch, block, n, lookup_mask) -> np.ndarray:
+    """(K, 3) block coords -> (K, B+1, B+1, B+1) float32 samples; NaN beyond the grid."""
+    r = np.arange(block + 1)
+    local = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1)  # (B+1, B+1, B+1, 3)
+    shell = np.any((local == 0) | (local == block), axis=-1)
+    idx = batch[:, None, None, None, :] * block + local  # (K, B+1, B+1, B+1, 3)
+    inb = batch[:, :, None] * block + r <= n  # (K, 3, B+1)
+    valid = inb[:, 0, :, None, None] & inb[:, 1, None, :, None] & inb[:, 2, None, None, :]
+    out = np.full(valid.shape, np.nan, dtype=np.float32)
+    # The last grid sample was also a coarse / clipped lattice sample for partial blocks.
+    shared = valid & (lookup_mask | np.any(idx == n, axis=-1))
+    # Samples seen by no other block and no lattice level are evaluated directly.
+    private = valid & ~shared
+    out[private] = ev(idx[private])
+    # Only shell samples need remembering: lattice samples already are, the rest is private.
+    out[shared & shell] = _lookup_or_evaluate(ev, store, idx[shared & shell], n, True)
+    inner = shared & ~shell
+    if inner.any():
+        out[inner] = _lookup_or_evaluate(ev, store, idx[inner], n, False)
     return out
 
 
@@ -422,6 +492,6 @@ def _weld(tris, verts, lo, step) -> Mesh:
         return Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
     ids = np.concatenate(tris).reshape(-1)
     pos = np.concatenate(verts).reshape(-1, 3)
-    uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
     vertices = lo + pos[first] * step
     return Mesh(vertices, inverse.reshape(-1, 3))
