@@ -7,10 +7,9 @@ faces stay counter-clockwise seen from outside.
 
 from __future__ import annotations
 
-import io
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -22,7 +21,7 @@ EXPORTERS: dict[str, Callable[[Mesh], bytes]] = {}
 
 LOADABLE = ("ply", "obj", "stl", "glb", "gltf", "off")
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 @register(EXPORTERS, "ply")
@@ -46,11 +45,18 @@ def ply_bytes(mesh: Mesh) -> bytes:
     face["n"] = 3
     face["idx"] = mesh.faces
     type_name = {"<f4": "float", "u1": "uchar"}
-    header = ["ply", "format binary_little_endian 1.0", "comment surfrecon",
-              f"element vertex {mesh.n_vertices}"]
+    header = [
+        "ply",
+        "format binary_little_endian 1.0",
+        "comment surfrecon",
+        f"element vertex {mesh.n_vertices}",
+    ]
     header += [f"property {type_name[t]} {name}" for name, t in fields]
-    header += [f"element face {mesh.n_faces}", "property list uchar int vertex_indices",
-               "end_header"]
+    header += [
+        f"element face {mesh.n_faces}",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
     return ("\n".join(header) + "\n").encode("ascii") + vert.tobytes() + face.tobytes()
 
 
@@ -75,8 +81,9 @@ def obj_bytes(mesh: Mesh) -> bytes:
 @register(EXPORTERS, "stl")
 def stl_bytes(mesh: Mesh) -> bytes:
     """Binary STL (a triangle soup: shared vertices and attributes are not stored)."""
-    rec = np.zeros(mesh.n_faces, dtype=[("normal", "<f4", (3,)), ("tri", "<f4", (3, 3)),
-                                         ("attr", "<u2")])
+    rec = np.zeros(
+        mesh.n_faces, dtype=[("normal", "<f4", (3,)), ("tri", "<f4", (3, 3)), ("attr", "<u2")]
+    )
     rec["normal"] = face_normals(mesh)
     rec["tri"] = mesh.vertices[mesh.faces]
     header = b"surfrecon binary STL".ljust(80, b" ")
@@ -98,10 +105,12 @@ def glb_bytes(mesh: Mesh) -> bytes:
     return tm.export(file_type="glb")
 
 
-def _format_of(path: Path, format: Optional[str], allowed) -> str:
+def _format_of(path: Path, format: str | None, allowed) -> str:
     fmt = (format or path.suffix.lstrip(".")).lower()
     if fmt not in allowed:
-        raise ValueError(f"expected a mesh format in {sorted(allowed)}, got {fmt!r} for {str(path)!r}")
+        raise ValueError(
+            f"expected a mesh format in {sorted(allowed)}, got {fmt!r} for {str(path)!r}"
+        )
     return fmt
 
 
@@ -110,7 +119,7 @@ def mesh_bytes(mesh: Mesh, format: str) -> bytes:
     return lookup(EXPORTERS, str(format).lower(), "mesh format")(mesh)
 
 
-def save_mesh(mesh: Mesh, path: PathLike, format: Optional[str] = None) -> Path:
+def save_mesh(mesh: Mesh, path: PathLike, format: str | None = None) -> Path:
     """Write ``mesh`` to ``path`` (format from ``format`` or the suffix); returns the path.
 
     The file is written under a temporary name and renamed, so readers never see a partial file.
@@ -123,7 +132,7 @@ def save_mesh(mesh: Mesh, path: PathLike, format: Optional[str] = None) -> Path:
     return path
 
 
-def load_mesh(path: PathLike, format: Optional[str] = None, merge_vertices: bool = True) -> Mesh:
+def load_mesh(path: PathLike, format: str | None = None, merge_vertices: bool = True) -> Mesh:
     """Read a triangle mesh (ply / obj / stl / glb / gltf / off) into a Mesh.
 
     Scenes are flattened with their transforms; vertex normals and colours are kept when the

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -19,8 +18,8 @@ class Mesh:
 
     vertices: np.ndarray
     faces: np.ndarray
-    vertex_normals: Optional[np.ndarray] = None
-    vertex_colors: Optional[np.ndarray] = None
+    vertex_normals: np.ndarray | None = None
+    vertex_colors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float64).reshape(-1, 3)
@@ -46,8 +45,11 @@ class Mesh:
 # --------------------------------------------------------------------------------------------
 
 
-def _with(mesh: Mesh, vertices=None, faces=None, keep: Optional[np.ndarray] = None, normals=True) -> Mesh:
+def _with(
+    mesh: Mesh, vertices=None, faces=None, keep: np.ndarray | None = None, normals=True
+) -> Mesh:
     """New Mesh; per-vertex attributes are subset by ``keep`` (vertex indices) when given."""
+
     def attr(a):
         if a is None:
             return None
@@ -150,8 +152,9 @@ def _vertex_labels(mesh: Mesh) -> tuple[int, np.ndarray]:
     f = mesh.faces
     rows = np.concatenate([f[:, 0], f[:, 1], f[:, 2]])
     cols = np.concatenate([f[:, 1], f[:, 2], f[:, 0]])
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)),
-                       shape=(mesh.n_vertices, mesh.n_vertices))
+    graph = coo_matrix(
+        (np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(mesh.n_vertices, mesh.n_vertices)
+    )
     return connected_components(graph, directed=False)
 
 
@@ -160,12 +163,10 @@ def n_components(mesh: Mesh) -> int:
     if mesh.is_empty:
         return 0
     _, labels = _vertex_labels(mesh)
-    return int(len(np.unique(labels[mesh.faces[:, 0]])))
+    return len(np.unique(labels[mesh.faces[:, 0]]))
 
 
-def remove_small_components(
-    mesh: Mesh, min_fraction: float = 0.01, min_faces: int = 0
-) -> Mesh:
+def remove_small_components(mesh: Mesh, min_fraction: float = 0.01, min_faces: int = 0) -> Mesh:
     """Keep components with >= max(min_faces, min_fraction * F) faces; the largest always stays.
 
     Unreferenced vertices are dropped; vertex attributes follow their vertices.
@@ -210,7 +211,9 @@ def transform(mesh: Mesh, scale=1.0, translation=(0.0, 0.0, 0.0)) -> Mesh:
     s = np.broadcast_to(np.asarray(scale, dtype=np.float64), (3,))
     t = np.broadcast_to(np.asarray(translation, dtype=np.float64), (3,))
     if np.any(s == 0) or not np.all(np.isfinite(s)) or not np.all(np.isfinite(t)):
-        raise ValueError(f"expected finite non-zero scale and finite translation, got {scale!r}, {translation!r}")
+        raise ValueError(
+            f"expected finite non-zero scale and finite translation, got {scale!r}, {translation!r}"
+        )
     faces = mesh.faces[:, ::-1].copy() if np.prod(s) < 0 else mesh.faces.copy()
     out = _with(mesh, mesh.vertices * s + t, faces)
     if out.vertex_normals is not None:
@@ -261,8 +264,12 @@ def sample_surface(mesh: Mesh, n: int, seed=0) -> tuple[np.ndarray, np.ndarray]:
     return points, face_normals(mesh)[face]
 
 
-def decimate(mesh: Mesh, target_faces: Optional[int] = None, ratio: Optional[float] = None,
-             aggressiveness: float = 7.0) -> Mesh:
+def decimate(
+    mesh: Mesh,
+    target_faces: int | None = None,
+    ratio: float | None = None,
+    aggressiveness: float = 7.0,
+) -> Mesh:
     """Quadric edge-collapse decimation (fast_simplification) to about ``target_faces`` faces,
     or to ``ratio`` (0, 1] of the current count. Exactly one of the two must be given.
 
@@ -272,12 +279,14 @@ def decimate(mesh: Mesh, target_faces: Optional[int] = None, ratio: Optional[flo
     import fast_simplification
 
     if (target_faces is None) == (ratio is None):
-        raise ValueError(f"expected exactly one of target_faces or ratio, got {target_faces!r}, {ratio!r}")
+        raise ValueError(
+            f"expected exactly one of target_faces or ratio, got {target_faces!r}, {ratio!r}"
+        )
     if ratio is not None and not 0 < ratio <= 1:
         raise ValueError(f"expected ratio in (0, 1], got {ratio!r}")
     if target_faces is not None and target_faces < 1:
         raise ValueError(f"expected target_faces >= 1, got {target_faces!r}")
-    target = int(target_faces) if target_faces is not None else max(1, int(round(ratio * mesh.n_faces)))
+    target = int(target_faces) if target_faces is not None else max(1, round(ratio * mesh.n_faces))
     if mesh.n_faces <= target:
         return _with(mesh)
     points, faces = fast_simplification.simplify(

@@ -9,7 +9,7 @@ Notation: for point sets A, B let d(a, B) = min_{b in B} ||a - b||_2.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -113,8 +113,14 @@ def hausdorff(a, b) -> float:
     return float(max(_nearest(a, b)[0].max(), _nearest(b, a)[0].max()))
 
 
-def evaluate_meshes(pred: Mesh, gt: Mesh, *, n_samples: int = 100_000,
-                    f_threshold_fraction: float = 0.01, seed: int = 0) -> dict:
+def evaluate_meshes(
+    pred: Mesh,
+    gt: Mesh,
+    *,
+    n_samples: int = 100_000,
+    f_threshold_fraction: float = 0.01,
+    seed: int = 0,
+) -> dict:
     """Compare two meshes through ``n_samples`` area-uniform surface samples of each.
 
     Returns floats: chamfer_l1, chamfer_l2, f_score, f_threshold (absolute distance =
@@ -145,7 +151,7 @@ def evaluate_meshes(pred: Mesh, gt: Mesh, *, n_samples: int = 100_000,
     }
 
 
-def point_to_mesh(mesh: Mesh, points, normals=None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def point_to_mesh(mesh: Mesh, points, normals=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Exact unsigned distance from each point to the mesh surface (open3d ray-casting BVH).
 
     Returns ((n,) float64 distances, (n,) |cos| between each point normal and the normal of

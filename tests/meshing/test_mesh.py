@@ -63,8 +63,14 @@ def test_empty_mesh_predicates():
 
 def two_spheres():
     big, small = icosphere(3, 1.0), icosphere(1, 0.1, center=(3, 0, 0))
-    return Mesh(np.vstack([big.vertices, small.vertices]),
-                np.vstack([big.faces, small.faces + big.n_vertices])), big, small
+    return (
+        Mesh(
+            np.vstack([big.vertices, small.vertices]),
+            np.vstack([big.faces, small.faces + big.n_vertices]),
+        ),
+        big,
+        small,
+    )
 
 
 def test_remove_small_components():
@@ -172,8 +178,9 @@ def test_merge_duplicate_vertices_on_triangle_soup():
     assert M.is_watertight(merged) and M.n_components(merged) == 1
     np.testing.assert_allclose(merged.vertices[merged.faces], soup.vertices[soup.faces])
     # Tolerance merging also collapses near-duplicates and drops degenerate faces.
-    jitter = Mesh(soup.vertices + 1e-9 * np.random.default_rng(0).normal(size=soup.vertices.shape),
-                  soup.faces)
+    jitter = Mesh(
+        soup.vertices + 1e-9 * np.random.default_rng(0).normal(size=soup.vertices.shape), soup.faces
+    )
     assert M.merge_duplicate_vertices(jitter).n_vertices == soup.n_vertices
     assert M.merge_duplicate_vertices(jitter, tolerance=1e-6).n_vertices == m.n_vertices
 
@@ -185,7 +192,9 @@ def test_merge_keeps_order_without_duplicates():
     np.testing.assert_array_equal(merged.faces, m.faces)
 
 
-@pytest.mark.parametrize("name", ["ponq_bunny/bunny.obj", "spot/spot.obj", "trimesh_torus/torus.STL"])
+@pytest.mark.parametrize(
+    "name", ["ponq_bunny/bunny.obj", "spot/spot.obj", "trimesh_torus/torus.STL"]
+)
 def test_real_meshes(name):
     from meshing.export import load_mesh
 

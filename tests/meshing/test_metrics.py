@@ -104,15 +104,27 @@ def test_f_score_and_normal_errors():
 
 
 def test_registry():
-    assert set(METRICS) == {"chamfer_l1", "chamfer_l2", "f_score", "normal_consistency", "hausdorff"}
+    assert set(METRICS) == {
+        "chamfer_l1",
+        "chamfer_l2",
+        "f_score",
+        "normal_consistency",
+        "hausdorff",
+    }
     assert METRICS["chamfer_l1"] is chamfer_l1
 
 
 def test_evaluate_meshes_same_and_offset():
     gt = icosphere(1.0)
     same = evaluate_meshes(gt, gt, n_samples=50_000)
-    assert set(same) == {"chamfer_l1", "chamfer_l2", "f_score", "f_threshold",
-                         "normal_consistency", "hausdorff"}
+    assert set(same) == {
+        "chamfer_l1",
+        "chamfer_l2",
+        "f_score",
+        "f_threshold",
+        "normal_consistency",
+        "hausdorff",
+    }
     # Sampling floor only: mean nearest-neighbour distance of n random points on area A is
     # about 0.5 * sqrt(A / n) = 0.008 here.
     assert same["chamfer_l1"] < 0.01
@@ -129,7 +141,8 @@ def test_evaluate_meshes_same_and_offset():
     assert loose["f_score"] > 0.99
     # Deterministic for a seed.
     assert evaluate_meshes(pred, gt, n_samples=2000, seed=5) == evaluate_meshes(
-        pred, gt, n_samples=2000, seed=5)
+        pred, gt, n_samples=2000, seed=5
+    )
 
 
 def test_evaluate_meshes_errors():
