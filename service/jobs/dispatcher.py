@@ -81,7 +81,13 @@ class Dispatcher:
         if room <= 0:
             return
         for job in self.store.claim_for_dispatch(limit=room):
-            self.executor.submit(job_id=job.id, attempt=job.attempt, device=job.spec.get("device", "auto"))
+            device = job.spec.get("device", "auto")
+            if device == "cuda" and not self.executor.has_gpus():
+                # Ray would keep an infeasible task pending forever: fail it now, saying why.
+                self.store.fail_queued(job_id=job.id, attempt=job.attempt, code="no_gpu",
+                                       message="the job asks for device 'cuda' but the Ray cluster has no GPU")
+                continue
+            self.executor.submit(job_id=job.id, attempt=job.attempt, device=device)
             log.info("job %s attempt %d dispatched", job.id, job.attempt)
 
     def _drop_canceled(self) -> None:
@@ -92,6 +98,7 @@ class Dispatcher:
         rows = self.store.snapshots([r.job_id for r in held])
         for r in held:
             job = rows.get(r.job_id)
-            if job is not None and job.status == "canceled" and job.started_at is None:
+            # No heartbeat: the current attempt never started (a started one stops by itself).
+            if job is not None and job.status == "canceled" and job.heartbeat_at is None:
                 self.executor.cancel(r.job_id, force=False)
                 r.forced = True  # asked once is enough

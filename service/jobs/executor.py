@@ -87,6 +87,12 @@ class RayExecutor:
         ref = self._remote.options(**opts).remote(self.worker_cfg, job_id, attempt)
         self.running[job_id] = Running(job_id, attempt, ref)
 
+    def has_gpus(self) -> bool:
+        """Whether the cluster has any GPU now (a CUDA job could never be scheduled otherwise)."""
+        import ray
+
+        return ray.cluster_resources().get("GPU", 0) > 0
+
     def holds(self, job_id: str, attempt: int) -> bool:
         r = self.running.get(job_id)
         return r is not None and r.attempt == attempt

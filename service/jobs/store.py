@@ -253,6 +253,15 @@ class JobStore:
                             .values(dispatched_at=None, version=Job.version + 1, updated_at=utcnow()))
             return res.rowcount == 1
 
+    def fail_queued(self, *, job_id: str, attempt: int, code: str, message: str) -> bool:
+        """Fail a queued job that cannot run at all (e.g. it wants a GPU and the cluster has none)."""
+        now = utcnow()
+        with self.writing() as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "queued")
+                            .values(status="failed", stage="failed", finished_at=now, updated_at=now,
+                                    error={"code": code, "message": message}, version=Job.version + 1))
+            return res.rowcount == 1
+
     def queued_dispatched_before(self, cutoff: datetime) -> list[Job]:
         with self.reading() as s:
             return list(s.execute(select(Job).where(Job.status == "queued", Job.dispatched_at < cutoff)).scalars())

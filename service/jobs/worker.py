@@ -186,12 +186,17 @@ def _execute(job, artifacts: ArtifactStore, tmp: Path, ckpt: Path, reporter: _Re
     except Cancelled:
         return "canceled", {"error": {"code": "canceled", "message": "canceled"}}
     except InputError as e:
-        return "failed", {"error": {"code": e.code, "message": str(e)}}
+        return "failed", {"error": {"code": e.code, "message": _short(str(e))}}
     except ValueError as e:
-        return "failed", {"error": {"code": "reconstruction_failed", "message": str(e)}}
+        return "failed", {"error": {"code": "reconstruction_failed", "message": _short(str(e))}}
     except Exception as e:
         log.exception("job %s failed", job.id)
-        return "failed", {"error": {"code": "internal_error", "message": f"{type(e).__name__}: {e}"}}
+        return "failed", {"error": {"code": "internal_error", "message": _short(f"{type(e).__name__}: {e}")}}
+
+
+def _short(message: str, limit: int = 1000) -> str:
+    """Error messages go into the job row and API answers: keep them readable."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 def _fetch(artifacts: ArtifactStore, key: str, dest_dir: Path) -> Path:

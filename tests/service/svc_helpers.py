@@ -1,0 +1,65 @@
+"""Helpers shared by the service tests (imported by name; pytest puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sphere_points(n: int = 2000, seed: int = 0, radius: float = 1.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(n, 3))
+    return radius * p / np.linalg.norm(p, axis=1, keepdims=True)
+
+
+def read_sse(client, path: str, *, headers=None, timeout: float = 180.0) -> list[tuple[str, dict]]:
+    """All (event, data) pairs of an SSE stream until the server closes it."""
+    import json
+
+    import httpx
+
+    events, event, data = [], "message", []
+    with client.stream("GET", path, headers=headers, timeout=httpx.Timeout(10.0, read=timeout)) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line == "":
+                if data:
+                    events.append((event, json.loads("\n".join(data))))
+                event, data = "message", []
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+    return events
+
+
+def submit(client, path, spec: dict, *, headers=None, gt=None):
+    """POST /v1/jobs as multipart with the file at ``path`` and ``spec`` as JSON."""
+    import json
+    from pathlib import Path
+
+    files = [("file", (Path(path).name, Path(path).read_bytes()))]
+    if gt is not None:
+        files.append(("gt_file", (Path(gt).name, Path(gt).read_bytes())))
+    return client.post("/v1/jobs", files=files, data={"spec": json.dumps(spec)}, headers=headers)
+
+
+def assert_problem(response, status: int, code: str) -> dict:
+    """The response is problem+json with this status and code; returns the body."""
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert body["status"] == status and body["code"] == code, body
+    assert body["type"].endswith(code) and body["title"] and body["detail"]
+    return body
+
+
+POISSON = {"method": "poisson", "preset": "fast"}
