@@ -7,7 +7,7 @@ import sys
 
 
 def _store(args: argparse.Namespace):
-    from service.app import database_config
+    from service.jobs.db import DatabaseConfig
     from service.jobs.store import JobStore
     from service.settings import Settings
 
@@ -16,7 +16,8 @@ def _store(args: argparse.Namespace):
         overrides["data_dir"] = args.data_dir
     if args.database_url:
         overrides["database_url"] = args.database_url
-    store = JobStore(database_config(Settings(**overrides)), pool_size=1)
+    settings = Settings(**overrides)
+    store = JobStore(DatabaseConfig(url=settings.database_url, schema=settings.database_schema), pool_size=1)
     store.migrate()
     return store
 

@@ -190,18 +190,18 @@ class _PartState:
 
 # ---- validation ------------------------------------------------------------------------------
 
-def _validate_points(path: Path, max_points: int) -> None:
+def _validate_points(path: Path, name: str, max_points: int) -> None:
     from recon.io import InputError, load_point_cloud
 
     try:
         load_point_cloud(path, max_points=max_points)
-    except InputError as e:
-        raise Problem(422, e.code, e.detail)
+    except InputError as e:  # named after the client's file, not the scratch file
+        raise Problem(422, e.code, f"{name}: {e.detail}")
     except (MemoryError, OSError, ValueError) as e:
-        raise Problem(422, "malformed_file", f"could not read the file: {type(e).__name__}")
+        raise Problem(422, "malformed_file", f"{name}: could not read the file ({type(e).__name__})")
 
 
-def _validate_mesh(path: Path) -> None:
+def _validate_mesh(path: Path, name: str) -> None:
     try:
         from meshing.export import load_mesh
     except ImportError:  # mesh loading not available here: the worker will find out
@@ -209,9 +209,9 @@ def _validate_mesh(path: Path) -> None:
     try:
         mesh = load_mesh(path)
     except (ValueError, OSError, KeyError, IndexError, MemoryError) as e:
-        raise Problem(422, "malformed_file", f"could not read the mesh: {e}")
+        raise Problem(422, "malformed_file", f"{name}: could not read the mesh: {e}")
     if getattr(mesh, "n_faces", 1) == 0:
-        raise Problem(422, "malformed_file", "the ground-truth mesh has no faces")
+        raise Problem(422, "malformed_file", f"{name}: the ground-truth mesh has no faces")
 
 
 async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: int,
@@ -222,7 +222,7 @@ async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: in
             raise Problem(422, "unsupported_format",
                           f"{part.filename}: expected a mesh ({', '.join(MESH_SUFFIXES)}), got {part.suffix or 'no suffix'!r}")
         if full:
-            await anyio.to_thread.run_sync(_validate_mesh, part.path, limiter=limiter)
+            await anyio.to_thread.run_sync(_validate_mesh, part.path, part.filename, limiter=limiter)
         return
     from recon.io import LOADERS
 
@@ -230,7 +230,7 @@ async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: in
         raise Problem(422, "unsupported_format",
                       f"{part.filename}: expected one of {', '.join(sorted(LOADERS))}, got {part.suffix or 'no suffix'!r}")
     if full:
-        await anyio.to_thread.run_sync(_validate_points, part.path, max_points, limiter=limiter)
+        await anyio.to_thread.run_sync(_validate_points, part.path, part.filename, max_points, limiter=limiter)
 
 
 def store_upload(store: JobStore, artifacts: ArtifactStore, part: FilePart, *, owner: str, kind: str) -> Upload:
