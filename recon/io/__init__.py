@@ -6,9 +6,9 @@ from recon.io.pointcloud import LOADERS, PointCloud, load_point_cloud, validate_
 
 __all__ = [
     "CODES",
+    "LOADERS",
     "InputError",
     "InputWarning",
-    "LOADERS",
     "Normalization",
     "PointCloud",
     "load_point_cloud",

@@ -9,7 +9,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from recon.classic import PoissonConfig, poisson_reconstruct, signed_volume, vertex_normals
-from recon.progress import CancelToken, Cancelled
+from recon.progress import Cancelled, CancelToken
 
 CENTER = np.array([0.3, -0.2, 0.5])
 RADIUS = 2.0
