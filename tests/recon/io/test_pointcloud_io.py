@@ -147,14 +147,15 @@ def test_ply_vertex_with_list_property(tmp_path, fmt):
     np.testing.assert_array_equal(load_point_cloud(path).points, pts)
 
 
-def test_ply_crlf_header_and_float_colors(tmp_path):
+@pytest.mark.parametrize("fmt", ["ascii", "binary_little_endian"])
+def test_ply_crlf_header_and_float_colors(tmp_path, fmt):
     pts, _ = cloud()
-    col = np.random.default_rng(2).random((len(pts), 3))
+    col = np.random.default_rng(2).random((len(pts), 3)).astype(np.float32)
     props = xyz_props(pts) + [(k, "f4", col[:, i]) for i, k in enumerate(("r", "g", "b"))]
-    path = write_ply(tmp_path / "c.ply", "binary_little_endian", props, newline="\r\n")
+    path = write_ply(tmp_path / "c.ply", fmt, props, newline="\r\n")
     pc = load_point_cloud(path)
-    np.testing.assert_array_equal(pc.points, pts.astype(np.float32))
-    np.testing.assert_array_equal(pc.colors, np.rint(col.astype(np.float32) * 255))
+    np.testing.assert_allclose(pc.points, pts, rtol=1e-6)
+    np.testing.assert_array_equal(pc.colors, np.rint(col * 255))
 
 
 def test_two_million_point_binary_ply(tmp_path):
