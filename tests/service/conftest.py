@@ -5,7 +5,6 @@ backends (SQLite in a temp dir, PostgreSQL on 127.0.0.1:5432 in a throw-away sch
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import uuid
@@ -17,9 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from svc_helpers import free_port, sphere_points
+from svc_helpers import PG_URL, free_port, pg_available, sphere_points
 
-PG_URL = os.environ.get("SURFRECON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 # Timings short enough for tests, long enough not to flap on 2 busy cores.
 FAST_SETTINGS: dict[str, Any] = {
@@ -140,14 +138,6 @@ def server(make_server) -> Server:
 def idle_server(make_server) -> Server:
     """An API-only server (no dispatcher): jobs stay queued. Small caps to test the limits."""
     return make_server(dispatcher_enabled=False, max_upload_bytes=256 << 10, max_queued_per_key=1000)
-
-
-def pg_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

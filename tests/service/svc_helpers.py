@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import numpy as np
+
+PG_URL = os.environ.get("SURFRECON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def pg_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def free_port() -> int:

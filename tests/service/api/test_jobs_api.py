@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from svc_helpers import POISSON, assert_problem, read_sse, submit
+import pytest
+
+from svc_helpers import PG_URL, POISSON, assert_problem, pg_available, read_sse, submit
 
 
 def test_poisson_job_streams_progress_and_serves_artifacts(server, inputs):
@@ -166,3 +168,25 @@ def test_event_stream_is_not_cached(server, inputs):
         assert r.headers["cache-control"] == "no-cache"
         body = r.read().decode()
     assert body.startswith("retry: ") and body.count("event: state") == 1
+
+
+def test_postgres_backed_server_runs_a_job(make_server, inputs):
+    """The same flow with the job table in PostgreSQL (workers write to it from Ray processes)."""
+    import uuid
+
+    from service.jobs.db import DatabaseConfig, drop_schema
+
+    if not pg_available():
+        pytest.skip("PostgreSQL is not listening on 127.0.0.1:5432")
+    schema = f"surfrecon_test_{uuid.uuid4().hex[:12]}"
+    pg = make_server(database_url=PG_URL, database_schema=schema)
+    try:
+        r = submit(pg.client, inputs["sphere"], POISSON, headers={"Idempotency-Key": "pg-1"})
+        assert r.status_code == 202, r.text
+        events = read_sse(pg.client, f"/v1/jobs/{r.json()['id']}/events")
+        assert events[-1][1]["status"] == "succeeded", events[-1]
+        assert submit(pg.client, inputs["sphere"], POISSON, headers={"Idempotency-Key": "pg-1"}).status_code == 200
+        assert pg.ctx.store.engine.dialect.name == "postgresql"
+        assert pg.client.get("/v1/jobs").json()["items"][0]["id"] == r.json()["id"]
+    finally:
+        drop_schema(DatabaseConfig(url=PG_URL, schema=schema))
