@@ -3,7 +3,8 @@
     python bench/hashgrid.py                 # full table (takes a few minutes, torch is slow)
     python bench/hashgrid.py --quick         # 16k/64k points, 2 repetitions
 
-Times are medians in milliseconds over ``--reps`` runs after one warm-up:
+Times are the best (minimum) wall-clock milliseconds over ``--reps`` runs after one warm-up; the
+minimum is the most stable statistic when other processes share the cores:
   fwd      forward(x) only (no Jacobian)
   fwd+jac  forward_with_jacobian(x)
   bwd      backward of a loss on both enc and jac (table gradient; x does not require grad)
@@ -13,24 +14,22 @@ The Adam section times one optimizer step over a table of the given size (dense 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from recon.encodings import HashGridConfig
-from recon.encodings import _ext
+from recon.encodings import HashGridConfig, _ext
 
 
-def median_ms(fn: Callable[[], object], reps: int) -> float:
+def best_ms(fn: Callable[[], object], reps: int) -> float:
     fn()  # warm-up (also first-touch of freshly allocated outputs)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return min(times)
 
 
 def bench_grid(log2: int, n: int, backend: str, reps: int) -> tuple[float, float, float]:
@@ -55,15 +54,15 @@ def bench_grid(log2: int, n: int, backend: str, reps: int) -> tuple[float, float
         grid.table.grad = None  # as optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward([enc, jac], [g_enc, g_jac])
 
-    t_fwd = median_ms(fwd, reps)
-    t_jac = median_ms(fwd_jac, reps)
+    t_fwd = best_ms(fwd, reps)
+    t_jac = best_ms(fwd_jac, reps)
     times = []
     for _ in range(reps + 1):  # forward outside the timed region, backward inside
         state["out"] = grid.forward_with_jacobian(x)
         t0 = time.perf_counter()
         bwd()
         times.append((time.perf_counter() - t0) * 1e3)
-    return t_fwd, t_jac, statistics.median(times[1:])
+    return t_fwd, t_jac, min(times[1:])
 
 
 def bench_adam(n_params: int, reps: int) -> dict[str, float]:
@@ -78,7 +77,7 @@ def bench_adam(n_params: int, reps: int) -> dict[str, float]:
         p.grad = torch.randn(n_params) * 1e-3
         try:
             opt = torch.optim.Adam([p], lr=1e-2, eps=1e-15, **kw)
-            results[name] = median_ms(opt.step, reps)
+            results[name] = best_ms(opt.step, reps)
         except (RuntimeError, ValueError) as exc:  # fused may be unsupported on some builds
             results[name] = float("nan")
             print(f"  Adam {name}: unsupported ({exc})")
@@ -97,7 +96,7 @@ def main() -> None:
     _ext.load(strict=True)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("config: 16 levels, F=2, base 16, finest 2048; times in ms (median)")
+    print("config: 16 levels, F=2, base 16, finest 2048; best-of-reps wall time in ms")
     print(f"| {'T':>5} | {'n':>7} | {'backend':>7} | {'fwd':>8} | {'fwd+jac':>8} | {'bwd':>8} |")
     print(f"|{'-' * 7}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 10}|{'-' * 10}|")
     for log2 in (19, 17):

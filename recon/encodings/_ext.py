@@ -22,7 +22,6 @@ import time
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Optional
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +34,8 @@ CFLAGS = ["-O3", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
 
 _lock = threading.Lock()
-_module: Optional[ModuleType] = None
-_error: Optional[str] = None
+_module: ModuleType | None = None
+_error: str | None = None
 
 
 def build_directory() -> Path:
@@ -62,7 +61,7 @@ def _needs_compile(build_dir: Path) -> bool:
     return not so.exists() or so.stat().st_mtime < SOURCE.stat().st_mtime
 
 
-def load(strict: bool = False) -> Optional[ModuleType]:
+def load(strict: bool = False) -> ModuleType | None:
     """Return the compiled kernel module, compiling it first if needed.
 
     Returns ``None`` when the build failed (after warning once), or raises ``RuntimeError`` with
@@ -90,12 +89,12 @@ def load(strict: bool = False) -> Optional[ModuleType]:
     return _module
 
 
-def error() -> Optional[str]:
+def error() -> str | None:
     """Why the build failed, or ``None`` if it succeeded or was not attempted yet."""
     return _error
 
 
-def _compile() -> tuple[Optional[ModuleType], Optional[str]]:
+def _compile() -> tuple[ModuleType | None, str | None]:
     try:
         from torch.utils import cpp_extension
 
@@ -118,7 +117,7 @@ def _compile() -> tuple[Optional[ModuleType], Optional[str]]:
         )
         logger.info("hash-grid kernel ready in %.1f s (%s)", time.perf_counter() - t0, build_dir)
         return module, None
-    except Exception as exc:  # compiler missing, ninja missing, compile error, bad cache ...
+    except Exception as exc:  # noqa: BLE001 - compiler or ninja missing, compile error, bad cache
         text = str(exc).strip() or type(exc).__name__
         # Compiler output can be long; the tail holds the actual error.
         if len(text) > 4000:

@@ -22,7 +22,7 @@ class FrequencyConfig:
     include_input: bool = True
     """Prepend the raw coordinates (3 features) to the sin/cos features."""
 
-    def build(self) -> "FrequencyEncoding":
+    def build(self) -> FrequencyEncoding:
         """Instantiate the encoding."""
         return FrequencyEncoding(self)
 

@@ -37,7 +37,7 @@ def tcnn_usable() -> bool:
 class TcnnHashGrid(Encoding):
     """Hash grid evaluated by tiny-cuda-nn on CUDA; same config and interface as ``HashGrid``."""
 
-    def __init__(self, config: "HashGridConfig") -> None:
+    def __init__(self, config: HashGridConfig) -> None:
         super().__init__()
         try:
             import tinycudann

@@ -11,14 +11,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recon.encodings import ENCODINGS, FrequencyConfig, HashGridConfig, LevelLayout, encode_torch
-from recon.encodings import _ext
+from recon.encodings import (
+    ENCODINGS,
+    FrequencyConfig,
+    HashGridConfig,
+    LevelLayout,
+    _ext,
+    encode_torch,
+)
 from recon.encodings.hash_grid import HashGrid
 
 # Small grid with both kinds of level: 17^3 = 4913 > 2^12 rows -> levels >= 1 are hashed.
-SMALL = dict(n_levels=6, log2_hashmap_size=12, base_resolution=8, finest_resolution=256)
+SMALL = {"n_levels": 6, "log2_hashmap_size": 12, "base_resolution": 8, "finest_resolution": 256}
 # For gradcheck: resolutions 2, 4 (dense) and 8 (hashed into 2^7 rows).
-TINY = dict(n_levels=3, log2_hashmap_size=7, base_resolution=2, finest_resolution=8)
+TINY = {"n_levels": 3, "log2_hashmap_size": 7, "base_resolution": 2, "finest_resolution": 8}
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +163,7 @@ def test_cpp_gradcheck_float64(ext):
     assert torch.autograd.gradcheck(lambda x, t: _CppEncode.apply(x, t, grid.layout, 3), (x, table))
     # With the Jacobian output: table only (d jac / d x is intentionally not implemented).
     xd = x.detach()
-    fn = lambda t: _CppEncodeWithJacobian.apply(xd, t, grid.layout, 3)  # noqa: E731
+    fn = lambda t: _CppEncodeWithJacobian.apply(xd, t, grid.layout, 3)
     assert torch.autograd.gradcheck(fn, (table,))
 
 
