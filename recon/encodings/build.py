@@ -29,7 +29,9 @@ def main() -> int:
 
         from recon.encodings.hash_grid import HashGridConfig, encode_torch
 
-        grid = HashGridConfig(n_levels=4, log2_hashmap_size=12, finest_resolution=128).build()
+        grid = HashGridConfig(
+            n_levels=4, log2_hashmap_size=12, finest_resolution=128, backend="cpp"
+        ).build()
         x = torch.rand(257, 3) * 2 - 1
         ok = torch.allclose(grid(x), encode_torch(x, grid.table, grid.layout, 4, False)[0])
     except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
