@@ -8,6 +8,10 @@ A C++ build failure makes the cpp tests fail (not skip): the kernel is a hard re
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import warnings
+
 import pytest
 import torch
 
@@ -244,6 +248,25 @@ def test_falls_back_to_torch_when_kernel_missing(monkeypatch):
     assert grid(x).shape == (10, 12)
     with pytest.raises(RuntimeError, match="simulated"):
         _ext.load(strict=True)
+
+
+def test_build_failure_warns_once(monkeypatch):
+    monkeypatch.setattr(_ext, "_module", None)
+    monkeypatch.setattr(_ext, "_error", None)
+    monkeypatch.setattr(_ext, "_compile", lambda: (None, "CalledProcessError: simulated"))
+    with pytest.warns(RuntimeWarning, match="simulated"):
+        assert _ext.load() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second warning would raise here
+        assert _ext.load() is None
+    assert "simulated" in _ext.error()
+
+
+def test_build_entry_point_exits_zero(ext):
+    cmd = [sys.executable, "-m", "recon.encodings.build"]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "ready" in proc.stdout and _ext.NAME in proc.stdout
 
 
 def test_frequency_encoding_jacobian():
