@@ -14,6 +14,7 @@ The Adam section times one optimizer step over a table of the given size (dense 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -95,7 +96,9 @@ def main() -> None:
     backends = ["cpp"] if args.no_torch else ["torch", "cpp"]
     _ext.load(strict=True)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    # Other processes on the cores inflate wall times; the load average says how much to trust them.
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load}")
     print("config: 16 levels, F=2, base 16, finest 2048; best-of-reps wall time in ms")
     print(f"| {'T':>5} | {'n':>7} | {'backend':>7} | {'fwd':>8} | {'fwd+jac':>8} | {'bwd':>8} |")
     print(f"|{'-' * 7}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 10}|{'-' * 10}|")
