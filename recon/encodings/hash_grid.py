@@ -138,22 +138,24 @@ def encode_torch(
         # Points at u == 1 belong to the last cell (with f == 1), as in the kernel.
         i0 = torch.minimum(pos.detach().floor().long(), (res_i - 1)[None, :, None])
         f = pos - i0.to(dt)
+        # Per-axis index parts for both corner offsets; a corner combines one part per axis
+        # (sum for dense levels, xor then mask for hashed ones, whose sizes are powers of two).
         stride = res_i + 1
+        axis_i = [[i0[..., d] + b for b in (0, 1)] for d in range(3)]
+        dense_p = [axis_i[0], [v * stride for v in axis_i[1]], [v * stride**2 for v in axis_i[2]]]
+        hash_p = [axis_i[0], [v * PRIMES[1] for v in axis_i[1]], [v * PRIMES[2] for v in axis_i[2]]]
+        w_axis = [[1 - f[..., d], f[..., d]] for d in range(3)]  # per-axis lerp weights
         for c in range(8):
-            b = ((c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1)
-            ix, iy, iz = (i0[..., d] + b[d] for d in range(3))
-            dense = ix + iy * stride + iz * stride * stride
-            hashed_idx = (ix ^ (iy * PRIMES[1]) ^ (iz * PRIMES[2])) % size_i
+            bx, by, bz = c & 1, (c >> 1) & 1, c >> 2
+            dense = dense_p[0][bx] + dense_p[1][by] + dense_p[2][bz]
+            hashed_idx = (hash_p[0][bx] ^ hash_p[1][by] ^ hash_p[2][bz]) & (size_i - 1)
             row = torch.where(hashed, hashed_idx, dense) + off_i  # (n, k)
-            wa = [f[..., d] if b[d] else 1 - f[..., d] for d in range(3)]
+            wx, wy, wz = w_axis[0][bx], w_axis[1][by], w_axis[2][bz]
             t = table[row]  # (n, k, F)
-            enc = enc + (wa[0] * wa[1] * wa[2])[..., None] * t
+            enc = enc + (wx * wy * wz)[..., None] * t
             if jac is not None:
-                sign = [1.0 if b[d] else -1.0 for d in range(3)]
-                dw = torch.stack(
-                    [sign[0] * wa[1] * wa[2], sign[1] * wa[0] * wa[2], sign[2] * wa[0] * wa[1]],
-                    dim=-1,
-                )  # (n, k, 3): d w / d pos
+                sx, sy, sz = (1.0 if bx else -1.0), (1.0 if by else -1.0), (1.0 if bz else -1.0)
+                dw = torch.stack([sx * wy * wz, sy * wx * wz, sz * wx * wy], dim=-1)  # d w / d pos
                 jac = jac + t[..., None] * dw[:, :, None, :]
         if jac is not None:
             # d pos / d x = N_l / 2 inside the cube and 0 where the clamp is active (as autograd).
