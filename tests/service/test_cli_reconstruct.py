@@ -1,0 +1,70 @@
+"""The `surfrecon reconstruct` and `evaluate` commands, run as a user would (subprocess)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from meshing.export import load_mesh
+
+
+def surfrecon(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("fmt", ["ply", "obj", "glb", "stl"])
+def test_reconstruct_writes_requested_format(fmt, sphere_xyz, tmp_path):
+    out = tmp_path / f"mesh.{fmt}"
+    metrics = tmp_path / "m.json"
+    p = surfrecon("reconstruct", str(sphere_xyz), "-o", str(out), "--method", "poisson", "--preset", "fast",
+                  "--metrics-json", str(metrics), "-q")
+    assert p.returncode == 0, p.stderr
+    mesh = load_mesh(out)
+    r = np.linalg.norm(mesh.vertices - [10.0, -5.0, 3.0], axis=1)
+    assert abs(np.median(r) - 2.0) < 0.05
+    assert json.loads(metrics.read_text())["input"]["distance_mean"] < 0.02
+
+
+def test_reconstruct_digs_fast_and_evaluate(sphere_xyz, tmp_path):
+    out = tmp_path / "digs.ply"
+    p = surfrecon("reconstruct", str(sphere_xyz), "-o", str(out), "--preset", "fast", "--seed", "3")
+    assert p.returncode == 0, p.stderr
+    assert "wrote" in p.stdout
+    import trimesh
+
+    gt = tmp_path / "gt.ply"
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=2.0)
+    sphere.apply_translation([10.0, -5.0, 3.0])
+    sphere.export(gt)
+    p2 = surfrecon("evaluate", str(out), "--gt", str(gt), "--json", "--samples", "50000")
+    assert p2.returncode == 0, p2.stderr
+    m = json.loads(p2.stdout)
+    # 50k samples on a radius-2 sphere are ~0.02 apart, which bounds Chamfer-L1 from below.
+    assert m["f_score"] > 0.99 and m["chamfer_l1"] < 0.04
+    assert set(m) >= {"chamfer_l2", "normal_consistency", "hausdorff"}
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("", "0 points"),
+    ("ply\nformat ascii 1.0\nelement vertex 500\nproperty float x\nproperty float y\nproperty float z\n"
+     "end_header\n0 0 0\n", "500"),
+    ("1 2 3\n" * 5, "points"),
+])
+def test_bad_inputs_exit_2_with_message(content, needle, tmp_path):
+    suffix = ".ply" if content.startswith("ply") else ".xyz"
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_text(content)
+    p = surfrecon("reconstruct", str(bad), "-o", str(tmp_path / "o.ply"), "--method", "poisson", "--preset", "fast")
+    assert p.returncode == 2
+    assert "error:" in p.stderr and needle in p.stderr.lower()
+    assert "Traceback" not in p.stderr
+
+
+def test_missing_file_and_bad_output_suffix(tmp_path):
+    p = surfrecon("reconstruct", str(tmp_path / "nope.ply"), "-o", str(tmp_path / "o.ply"))
+    assert p.returncode == 2 and "not found" in p.stderr
+    p = surfrecon("reconstruct", str(tmp_path / "nope.ply"), "-o", str(tmp_path / "o.fbx"))
+    assert p.returncode == 2 and ".fbx" in p.stderr
