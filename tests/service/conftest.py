@@ -67,6 +67,8 @@ class Server:
     url: str
     app: Any
     client: httpx.Client
+    stop: Callable[[], None]
+    """Shut the server down now (otherwise it runs until the end of the session)."""
 
     @property
     def ctx(self):
@@ -118,7 +120,12 @@ def make_server(tmp_path_factory, ray_session) -> Iterator[Callable[..., Server]
         app, server, thread, url = _run_server(settings)
         client = httpx.Client(base_url=url, timeout=60)
         running.append((server, thread, client))
-        return Server(url=url, app=app, client=client)
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(30)
+
+        return Server(url=url, app=app, client=client, stop=stop)
 
     yield make
     for server, thread, client in running:

@@ -189,4 +189,5 @@ def test_postgres_backed_server_runs_a_job(make_server, inputs):
         assert pg.ctx.store.engine.dialect.name == "postgresql"
         assert pg.client.get("/v1/jobs").json()["items"][0]["id"] == r.json()["id"]
     finally:
+        pg.stop()
         drop_schema(DatabaseConfig(url=PG_URL, schema=schema))
