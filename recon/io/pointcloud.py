@@ -81,6 +81,8 @@ def load_point_cloud(
     path = Path(path)
     if not path.is_file():
         raise _fail(E.NOT_FOUND, "no such file", path)
+    if path.stat().st_size == 0:
+        raise _fail(E.TOO_FEW_POINTS, "the file is empty (0 points)", path)
     try:
         loader = lookup(LOADERS, path.suffix.lower(), "point cloud format")
     except ValueError as e:

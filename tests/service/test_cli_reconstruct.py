@@ -48,7 +48,7 @@ def test_reconstruct_digs_fast_and_evaluate(sphere_xyz, tmp_path):
 
 
 @pytest.mark.parametrize("content, needle", [
-    ("", "0 points"),
+    ("", "empty"),
     ("ply\nformat ascii 1.0\nelement vertex 500\nproperty float x\nproperty float y\nproperty float z\n"
      "end_header\n0 0 0\n", "500"),
     ("1 2 3\n" * 5, "points"),
