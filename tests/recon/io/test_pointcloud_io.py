@@ -376,7 +376,7 @@ def test_text_errors(tmp_path):
     (tmp_path / "c.xyz").write_text("1 2 3\n4 5\n")
     expect("malformed_file", tmp_path / "c.xyz", "number of columns changed")
     (tmp_path / "d.xyz").write_bytes(b"")
-    expect("too_few_points", tmp_path / "d.xyz", "only 0 points, at least 100")
+    expect("too_few_points", tmp_path / "d.xyz", "the file is empty")
     (tmp_path / "e.xyz").write_bytes(np.random.default_rng(0).bytes(5000))
     expect("malformed_file", tmp_path / "e.xyz", "unparsable numbers")
 
