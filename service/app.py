@@ -79,6 +79,10 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         hub.start()
         app.state.ctx = ServiceContext(settings=settings, store=store, artifacts=artifacts_store, hub=hub,
                                        validation_limiter=anyio.CapacityLimiter(2), dispatcher=dispatcher)
+        if settings.ray_address and (store.cfg.is_sqlite or artifacts_store.cfg.is_local):
+            log.warning("jobs run on the Ray cluster at %s, but the job store or the artifact store is local to "
+                        "this machine: workers elsewhere cannot reach them (use PostgreSQL and s3://)",
+                        settings.ray_address)
         log.info("surfrecon ready: data in %s, jobs in %s", settings.data_dir, store.engine.url.render_as_string())
         try:
             yield

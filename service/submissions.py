@@ -56,7 +56,14 @@ def _media_type(request: Request) -> str:
 
 async def _read_form(ctx: ServiceContext, request: Request, *, max_files: int) -> Form:
     s = ctx.settings
-    return await read_multipart(request, scratch=s.scratch_dir, max_bytes=s.max_upload_bytes, max_files=max_files)
+    form = await read_multipart(request, scratch=s.scratch_dir, max_bytes=s.max_upload_bytes,
+                                max_files=max_files + 1)
+    try:
+        form.fold_file_fields({"spec"})
+    except BaseException:
+        form.cleanup()
+        raise
+    return form
 
 
 async def _validated(ctx: ServiceContext, part: FilePart, kind: str) -> None:
@@ -192,6 +199,8 @@ async def submit_batch(ctx: ServiceContext, request: Request, *, principal: Prin
         spec = parse_spec(form.fields.get("spec", "{}")).model_dump(mode="json")
         if not form.files:
             raise Problem(422, "missing_file", "expected one or more 'file' parts")
+        if len(form.files) > limit:
+            raise Problem(422, "validation_error", f"file: at most {limit} files per batch, got {len(form.files)}")
         digest = _batch_hash([request_hash(spec, f.sha256, None) for f in form.files])
         prior = await anyio.to_thread.run_sync(lambda: _replay(ctx, principal, key=key, digest=digest, as_batch=True))
         if prior is not None:

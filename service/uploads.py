@@ -64,6 +64,15 @@ class Form:
         for f in self.files:
             f.path.unlink(missing_ok=True)
 
+    def fold_file_fields(self, names: set[str]) -> None:
+        """Treat file parts called one of ``names`` as text fields (``curl -F spec=@spec.json``)."""
+        for f in [f for f in self.files if f.field in names]:
+            if f.size > MAX_FIELD_BYTES:
+                raise Problem(413, "payload_too_large", f"form field {f.field!r} exceeds {MAX_FIELD_BYTES} bytes")
+            self.fields[f.field] = f.path.read_text("utf-8", errors="replace")
+            f.path.unlink(missing_ok=True)
+            self.files.remove(f)
+
 
 def too_large(limit: int) -> Problem:
     return Problem(413, "payload_too_large", f"the request body exceeds the limit of {limit} bytes")

@@ -102,3 +102,37 @@ def test_jobs_and_cancel(served, inputs):
     unknown = _cli("cancel", "0" * 32, "--server", url)
     assert unknown.returncode == 1 and "job_not_found" in unknown.stderr
     assert _cli("jobs", "0" * 32, "--server", url).returncode == 2
+
+
+def test_serve_joins_the_cluster_named_by_ray_address(ray_session, inputs, tmp_path):
+    """With RAY_ADDRESS the same command submits to that cluster instead of starting one."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SURFRECON_")}
+    env["RAY_ADDRESS"] = ray_session
+    with open(tmp_path / "serve.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
+                                 "--data-dir", str(tmp_path / "state")], stdout=log, stderr=subprocess.STDOUT,
+                                env=env)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.25)
+            res = _cli("submit", str(inputs["sphere"]), "--server", url, "--method", "poisson", "--preset", "fast",
+                       "--wait", "-q")
+            assert res.returncode == 0, res.stdout + res.stderr
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    log_text = (tmp_path / "serve.log").read_text()
+    assert f"ray connected: {ray_session}" in log_text

@@ -122,6 +122,14 @@ def test_wrong_media_type_and_broken_multipart(idle_server):
                    422, "validation_error")
 
 
+def test_spec_may_come_as_a_file_part(idle_server, inputs):
+    files = [("file", ("s.xyz", inputs["sphere"].read_bytes())),
+             ("spec", ("spec.json", json.dumps({**POISSON, "formats": ["stl"]}).encode(), "application/json"))]
+    r = idle_server.client.post("/v1/jobs", files=files)
+    assert r.status_code == 202, r.text
+    assert r.json()["spec"]["formats"] == ["stl"]
+
+
 def test_missing_file_part(idle_server):
     r = idle_server.client.post("/v1/jobs", files={"spec": (None, json.dumps(POISSON))})
     assert_problem(r, 422, "missing_file")

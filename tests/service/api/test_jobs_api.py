@@ -191,3 +191,21 @@ def test_postgres_backed_server_runs_a_job(make_server, inputs):
     finally:
         pg.stop()
         drop_schema(DatabaseConfig(url=PG_URL, schema=schema))
+
+
+def test_closed_event_streams_are_unsubscribed(idle_server, inputs):
+    import time
+
+    job = submit(idle_server.client, inputs["sphere"], POISSON).json()  # stays queued here
+    hub = idle_server.ctx.hub
+    before = hub.listeners
+    with idle_server.client.stream("GET", f"/v1/jobs/{job['id']}/events") as r:
+        lines = r.iter_lines()
+        assert next(lines).startswith("retry:")
+        while not next(lines).startswith("data:"):
+            pass
+        assert hub.listeners == before + 1
+    deadline = time.monotonic() + 10
+    while hub.listeners != before:  # the server noticed the disconnect
+        assert time.monotonic() < deadline, hub.listeners
+        time.sleep(0.05)
