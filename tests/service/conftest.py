@@ -50,6 +50,9 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 def ray_session() -> Iterator[str]:
     """One local Ray for the whole session (loopback, free ports, no dashboard)."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # Workers inherit the environment of Ray's start: credentials for the moto S3 server.
+    for k, v in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(k, v)
     import ray
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=128 << 20,
@@ -58,6 +61,23 @@ def ray_session() -> Iterator[str]:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(ray_session):
+    """A moto S3 server on loopback with a bucket called 'artifacts'."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="artifacts")
+    try:
+        yield endpoint
+    finally:
+        server.stop()
 
 
 @dataclass
