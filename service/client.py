@@ -166,9 +166,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if missing:
         print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    client = _client(args)
+    if args.batch and args.gt:
+        print("error: --gt applies to single jobs, not to --batch", file=sys.stderr)
+        return EXIT_USAGE
     try:
         spec = _spec(args)
+    except json.JSONDecodeError as e:
+        print(f"error: --spec is not JSON: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    client = _client(args)
+    try:
         gt = Path(args.gt) if args.gt else None
         if args.batch:
             batch = client.submit_batch(paths, spec)
@@ -185,7 +192,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except ApiError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE if e.status in (400, 404, 409, 413, 415, 422) else EXIT_FAILED
-    except (httpx.HTTPError, json.JSONDecodeError, OSError) as e:
+    except (httpx.HTTPError, OSError) as e:
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
     finally:

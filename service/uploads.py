@@ -22,6 +22,7 @@ from typing import Optional
 
 import anyio
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -92,11 +93,14 @@ async def read_json_body(request: Request, *, limit: int = MAX_JSON_BYTES) -> by
     if declared is not None and declared > limit:
         raise too_large(limit)
     chunks, n = [], 0
-    async for chunk in request.stream():
-        n += len(chunk)
-        if n > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            n += len(chunk)
+            if n > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise Problem(400, "bad_request", "the client went away before sending the whole body")
     return b"".join(chunks)
 
 
@@ -173,6 +177,9 @@ async def read_multipart(request: Request, *, scratch: Path, max_bytes: int, max
     except FormParserError as e:
         form.cleanup()
         raise Problem(400, "bad_request", f"malformed multipart body: {e}")
+    except ClientDisconnect:
+        form.cleanup()
+        raise Problem(400, "bad_request", "the client went away before sending the whole body")
     except BaseException:
         form.cleanup()
         raise

@@ -73,6 +73,21 @@ def test_submit_wait_downloads_artifacts(served, inputs, tmp_path):
     assert res.stdout.count("succeeded") >= 2
 
 
+def test_submit_batch_with_spec_json(served, inputs, tmp_path):
+    url, _ = served
+    out = tmp_path / "batch"
+    res = _cli("submit", str(inputs["sphere"]), str(inputs["sphere_npy"]), "--server", url, "--batch",
+               "--spec", '{"method": "poisson", "preset": "fast", "formats": ["obj"]}', "--wait", "-o", str(out), "-q")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.startswith("batch ") and "2 jobs" in res.stdout
+    # Two files with the same stem: the job id tells their folders apart.
+    folders = sorted(p.name for p in out.iterdir())
+    assert len(folders) == 2 and all(f.startswith("sphere-") for f in folders)
+    assert all((out / f / "mesh.obj").is_file() for f in folders)
+    bad = _cli("submit", str(inputs["sphere"]), "--server", url, "--spec", "{not json")
+    assert bad.returncode == 2 and "--spec is not JSON" in bad.stderr
+
+
 def test_submit_exits_non_zero_when_a_job_fails_or_is_refused(served, inputs):
     url, _ = served
     env = {**os.environ, "SURFRECON_SERVER": url}  # server from the environment
