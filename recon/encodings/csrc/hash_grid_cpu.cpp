@@ -2,8 +2,8 @@
 //
 // Layout (mirrors recon/encodings/hash_grid.py, which is the reference):
 //   x      (n, 3)        points in [-1, 1]^3, mapped to u = clamp((x + 1) / 2, 0, 1)
-//   table  (E, F)        all levels' feature rows; level l owns rows [offset[l], offset[l] + size[l])
-//   enc    (n, L * F)    level-major concatenation of trilinearly interpolated features
+//   table  (E, F)        all levels' feature rows; level l owns [offset[l], offset[l] + size[l])
+//   enc    (n, L * F)    per-level trilinearly interpolated features, concatenated by level
 //   jac    (n, L * F, 3) d enc / d x, per unit of x (includes the 1/2 of the [-1,1] -> [0,1] map)
 // A level is hashed when size[l] < (res[l] + 1)^3; its size is then a power of two.
 //
@@ -16,7 +16,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -71,8 +70,10 @@ inline void locate(const scalar_t* p, const Level& lv, Cell<scalar_t>& c) {
       h[1][b] = static_cast<uint32_t>(i0[1] + b) * kPrimeY;
       h[2][b] = static_cast<uint32_t>(i0[2] + b) * kPrimeZ;
     }
-    for (int k = 0; k < 8; ++k)
-      c.row[k] = lv.offset + static_cast<int64_t>((h[0][k & 1] ^ h[1][(k >> 1) & 1] ^ h[2][k >> 2]) & mask);
+    for (int k = 0; k < 8; ++k) {
+      const uint32_t hk = h[0][k & 1] ^ h[1][(k >> 1) & 1] ^ h[2][k >> 2];
+      c.row[k] = lv.offset + static_cast<int64_t>(hk & mask);
+    }
   } else {
     const int64_t st = lv.res + 1;
     int64_t part[3][2];
@@ -200,8 +201,9 @@ void forward_impl(const scalar_t* x, const scalar_t* table, scalar_t* enc, scala
 // grad_table from output gradients g_enc (n, L*F) and g_jac (n, L*F, 3), either may be null.
 // Each level pass reads its F (3F) values from every point's row in place: a constant-stride
 // stream the hardware prefetcher follows (measured faster than transposing the gradients to a
-// level-major buffer first, which costs an extra pass and buffer). Race-free without atomics: levels own disjoint row ranges and each level is
-// handled by exactly one thread, which also zeroes its rows (a parallel memset).
+// level-major buffer first, which costs an extra pass and buffer).
+// Race-free without atomics: levels own disjoint row ranges and each level is handled by exactly
+// one thread, which also zeroes its rows (a parallel memset).
 //
 // Corner (a, b, c) receives ge*w + sum_d gj_d * dw/dx_d with w = A[a] B[b] C[c] (the per-axis
 // lerp weights). Factored as P[bc] * u[a] + A[a] * Q[bc] with P = B C, u = ge A + gj_x A',
@@ -287,7 +289,8 @@ torch::Tensor big_empty(at::IntArrayRef sizes, const at::TensorOptions& opt) {
   constexpr size_t kHuge = size_t(2) << 20;
   int64_t numel = 1;
   for (int64_t s : sizes) numel *= s;
-  const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(c10::typeMetaToScalarType(opt.dtype()));
+  const size_t bytes =
+      static_cast<size_t>(numel) * c10::elementSize(c10::typeMetaToScalarType(opt.dtype()));
   if (bytes < 4 * kHuge) return torch::empty(sizes, opt);
   const size_t len = bytes + kHuge;  // slack to align the start to a huge-page boundary
   void* base = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
