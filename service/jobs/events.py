@@ -29,7 +29,8 @@ class EventHub:
     def __init__(self, store: JobStore, *, poll_s: float) -> None:
         self.store, self.poll_s = store, poll_s
         self._subs: dict[str, set[asyncio.Queue]] = {}
-        self._seen: dict[str, int] = {}
+        self._latest: dict[str, Job] = {}
+        """Newest row seen per watched job."""
         self._task: Optional[asyncio.Task] = None
 
     def start(self) -> None:
@@ -50,7 +51,9 @@ class EventHub:
     def subscribe(self, job: Job) -> asyncio.Queue:
         q: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
         self._subs.setdefault(job.id, set()).add(q)
-        self._seen.setdefault(job.id, job.version)
+        latest = self._latest.setdefault(job.id, job)
+        if latest.version > job.version:  # changed between the caller's read and now
+            q.put_nowait(latest)
         return q
 
     def unsubscribe(self, job_id: str, q: asyncio.Queue) -> None:
@@ -59,7 +62,7 @@ class EventHub:
             subs.discard(q)
             if not subs:
                 del self._subs[job_id]
-                self._seen.pop(job_id, None)
+                self._latest.pop(job_id, None)
 
     async def _run(self) -> None:
         while True:
@@ -72,10 +75,11 @@ class EventHub:
                 log.exception("event poll failed")
                 continue
             for job_id, job in rows.items():
-                if job.version == self._seen.get(job_id):
+                known = self._latest.get(job_id)
+                if job_id not in self._subs or (known is not None and job.version <= known.version):
                     continue
-                self._seen[job_id] = job.version
-                for q in list(self._subs.get(job_id, ())):
+                self._latest[job_id] = job
+                for q in list(self._subs[job_id]):
                     if q.full():  # a slow client: keep only the newest states
                         q.get_nowait()
                     q.put_nowait(job)

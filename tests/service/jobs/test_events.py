@@ -1,0 +1,106 @@
+"""The SSE event hub: one poll for all watchers, events in order, streams end on the final state,
+and a watcher never misses a change that lands between its read and its subscription."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+from service.jobs.events import EventHub, job_stream
+from service.jobs.store import JobStore, NewJob
+
+
+def _parse(chunks: list[str]) -> list[tuple[str, dict]]:
+    out = []
+    for chunk in chunks:
+        fields = dict(line.split(": ", 1) for line in chunk.strip().splitlines() if ": " in line)
+        if "event" in fields:
+            out.append((fields["event"], json.loads(fields["data"])))
+    return out
+
+
+def _job(store: JobStore):
+    (job,), _, _ = store.create_jobs(owner="o", jobs=[NewJob(spec={}, input={})], max_attempts=3, max_queued=100)
+    return job
+
+
+def _render(job) -> dict:
+    return {"id": job.id, "status": job.status, "progress": job.progress, "version": job.version}
+
+
+def test_stream_reports_progress_and_ends_with_the_final_state(store: JobStore):
+    job = _job(store)
+
+    def worker() -> None:
+        time.sleep(0.2)
+        store.claim_start(job_id=job.id, attempt=1, worker={})
+        for pct in (10.0, 50.0, 90.0):
+            time.sleep(0.15)
+            store.report_progress(job_id=job.id, attempt=1, stage="fit", progress=pct)
+        time.sleep(0.15)
+        store.finish(job_id=job.id, attempt=1, status="succeeded", metrics={}, artifacts=[])
+
+    async def main() -> list[str]:
+        hub = EventHub(store, poll_s=0.03)
+        hub.start()
+        try:
+            chunks = [c async for c in job_stream(hub, job, _render, keepalive_s=5)]
+            assert hub.listeners == 0
+            return chunks
+        finally:
+            await hub.stop()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    chunks = asyncio.run(asyncio.wait_for(main(), 30))
+    t.join()
+    events = _parse(chunks)
+    assert events[0] == ("state", _render(job))
+    assert events[-1][0] == "state" and events[-1][1]["status"] == "succeeded"
+    assert ("state", "running") in [(e, d["status"]) for e, d in events]
+    progress = [d["progress"] for e, d in events if e == "progress"]
+    assert progress == sorted(progress) and progress[-1] == 90.0
+    versions = [d.get("version") for e, d in events if e == "state"]
+    assert versions == sorted(versions)
+
+
+def test_late_subscriber_gets_the_change_it_raced_with(store: JobStore):
+    stale = _job(store)  # the row a second client read before the job finished
+    store.claim_start(job_id=stale.id, attempt=1, worker={})
+    store.finish(job_id=stale.id, attempt=1, status="failed", error={"code": "x", "message": "y"})
+
+    async def main() -> list[str]:
+        hub = EventHub(store, poll_s=0.03)
+        hub.start()
+        try:
+            first = hub.subscribe(stale)  # an earlier watcher: the hub polls and sees the final row
+            await asyncio.wait_for(first.get(), 5)
+            # No further change will ever happen; the late stream must still end.
+            return [c async for c in job_stream(hub, stale, _render, keepalive_s=60)]
+        finally:
+            await hub.stop()
+
+    events = _parse(asyncio.run(asyncio.wait_for(main(), 10)))
+    assert [(e, d["status"]) for e, d in events] == [("state", "queued"), ("state", "failed")]
+
+
+def test_one_query_per_tick_for_many_watchers(store: JobStore, monkeypatch):
+    jobs = [_job(store) for _ in range(20)]
+    calls = []
+    real = store.snapshots
+    monkeypatch.setattr(store, "snapshots", lambda ids: calls.append(len(ids)) or real(ids))
+
+    async def main() -> None:
+        hub = EventHub(store, poll_s=0.05)
+        for j in jobs:
+            for _ in range(3):
+                hub.subscribe(j)
+        assert hub.listeners == 60
+        hub.start()
+        await asyncio.sleep(0.5)
+        await hub.stop()
+
+    asyncio.run(main())
+    assert 3 <= len(calls) <= 12 and set(calls) == {20}
