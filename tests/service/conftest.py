@@ -49,14 +49,17 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[str]:
     """One local Ray for the whole session (loopback, free ports, no dashboard)."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     # Workers inherit the environment of Ray's start: credentials for the moto S3 server.
     for k, v in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_DEFAULT_REGION", "us-east-1")):
         os.environ.setdefault(k, v)
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=128 << 20,
-             log_to_driver=False, configure_logging=False, namespace="surfrecon")
+    from service.jobs.executor import init_ray
+    from service.settings import Settings
+
+    # The service's own start-up path, as `surfrecon serve` takes it (servers started later
+    # in this process find Ray initialised and share it).
+    assert init_ray(Settings(_env_file=None, ray_address=None, ray_num_cpus=2, ray_object_store_bytes=128 << 20))
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
