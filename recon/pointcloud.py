@@ -66,6 +66,12 @@ class DigsConfig:
     """Weight of the eikonal term."""
     w_normal: float = 1e2
     """Weight of the normal term (used when normals are known or estimated)."""
+    w_distance: float = 0.0
+    """Weight of the near-surface distance term: at jittered samples q, |f(q)| (or f(q) with
+    oriented normals) should equal the distance of q to the tangent plane of its nearest input
+    point. 0 disables it (pure DiGS)."""
+    near_pool: int = 400_000
+    """Jittered samples (with their distance targets) precomputed once and drawn from per step."""
     divergence: tuple[tuple[float, float], ...] = ((0.0, 1e2), (0.2, 1e2), (0.4, 0.0))
     """(training fraction, weight) knots of the divergence weight, linear between knots."""
     divergence_batch: int = 1024
@@ -76,8 +82,8 @@ class DigsConfig:
     """Neighbours for PCA normal estimation."""
     max_points: int = 200_000
     """Input points kept for fitting (random subsample above this)."""
-    checkpoint_every: int = 0
-    """Save a checkpoint every N steps (0: never)."""
+    checkpoint_every: int = 50
+    """Save a checkpoint every N steps when a checkpoint path is given (0: never)."""
     log_every: int = 10
     """Report progress every N steps."""
     seed: int = 0
@@ -103,6 +109,22 @@ def _knn_sigma(points: np.ndarray, k: int) -> np.ndarray:
     k = min(k, len(points) - 1)
     d, _ = tree.query(points, k=k + 1, workers=-1)
     return np.clip(d[:, -1], 1e-3, 0.1)
+
+
+def _near_pool(points, normals, sigma, oriented: bool, size: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Samples jittered around the input and their distance to the nearest point's tangent plane.
+
+    With normals the target is the (signed, if ``oriented``) point-to-plane distance, which is
+    exact for a locally flat surface and, unlike the distance to the nearest sample, does not
+    overestimate between sparse points. Without normals it is the point-to-point distance.
+    """
+    src = rng.integers(0, len(points), size)
+    q = np.clip(points[src] + rng.normal(size=(size, 3)) * sigma[src, None], -1.0, 1.0)
+    dist, nearest = cKDTree(points).query(q, workers=-1)
+    if normals is None:
+        return q, dist
+    plane = np.einsum("ij,ij->i", q - points[nearest], normals[nearest])
+    return q, plane if oriented else np.abs(plane)
 
 
 def _finest_cell(model: DistanceField) -> float:
@@ -148,12 +170,20 @@ def fit_sdf(
         normals = estimate_unoriented_normals(points, config.normal_knn)
 
     sigma = _knn_sigma(points, config.near_knn)
+    near_q = near_d = None
+    if config.w_distance > 0:
+        near_q, near_d = _near_pool(points, normals, sigma, oriented, config.near_pool, rng)
+        near_q = torch.as_tensor(near_q, dtype=torch.float32, device=device)
+        near_d = torch.as_tensor(near_d, dtype=torch.float32, device=device)
     pts_t = torch.as_tensor(points, dtype=torch.float32, device=device)
     nrm_t = None if normals is None else torch.as_tensor(normals, dtype=torch.float32, device=device)
     sig_t = torch.as_tensor(sigma, dtype=torch.float32, device=device)
 
     model = config.field.build().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
+    # Fused Adam: one pass over each parameter instead of a chain of elementwise kernels; on the
+    # CPU it is 5-10x faster on a hash table of millions of entries.
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-15,
+                                 fused=device.type in ("cpu", "cuda"))
     gen = torch.Generator(device="cpu").manual_seed(config.seed)
     start_step = 0
     fingerprint = config.fingerprint()
@@ -180,9 +210,13 @@ def fit_sdf(
             group["lr"] = lr
 
         idx = torch.randint(0, n, (min(config.surface_batch, n),), generator=gen).to(device)
-        near_idx = torch.randint(0, n, (config.near_batch,), generator=gen).to(device)
         surf = pts_t[idx]
-        near = pts_t[near_idx] + torch.randn(config.near_batch, 3, generator=gen).to(device) * sig_t[near_idx, None]
+        if near_q is not None:
+            pool_idx = torch.randint(0, len(near_q), (config.near_batch,), generator=gen).to(device)
+            near = near_q[pool_idx]
+        else:
+            near_idx = torch.randint(0, n, (config.near_batch,), generator=gen).to(device)
+            near = pts_t[near_idx] + torch.randn(config.near_batch, 3, generator=gen).to(device) * sig_t[near_idx, None]
         space = torch.rand(config.space_batch, 3, generator=gen).to(device) * 2.0 - 1.0
         x = torch.cat([surf, near.clamp(-1, 1), space])
         sdf, grad = model.forward_with_gradient(x, create_graph=True)
@@ -196,6 +230,11 @@ def fit_sdf(
         if nrm_t is not None and config.w_normal > 0:
             terms["normal"] = losses.normal_term(grad[:ns], nrm_t[idx], oriented=oriented)
             weights["normal"] = config.w_normal
+        if near_q is not None:
+            f_near = sdf[ns : ns + nn_]
+            target = near_d[pool_idx]
+            terms["distance"] = ((f_near - target).abs() if oriented else (f_near.abs() - target.abs()).abs()).mean()
+            weights["distance"] = config.w_distance
         w_div = losses.anneal(frac, config.divergence)
         if w_div > 0:
             lap = losses.laplacian_fd(model, space[: config.divergence_batch], _finest_cell(model))
