@@ -70,6 +70,12 @@ class DigsConfig:
     """Weight of the near-surface distance term: at jittered samples q, |f(q)| (or f(q) with
     oriented normals) should equal the distance of q to the tangent plane of its nearest input
     point. 0 disables it (pure DiGS)."""
+    w_exterior: float = 1e2
+    """Weight of the exterior anchor: on the faces of the cube, which normalisation keeps outside
+    the object, f equals the (positive) distance to the nearest input point. It rules out
+    sign flips and ghost surfaces far from the data, which noisy scans otherwise provoke."""
+    exterior_batch: int = 512
+    """Cube-face samples per step for the exterior anchor."""
     near_pool: int = 400_000
     """Jittered samples (with their distance targets) precomputed once and drawn from per step."""
     divergence: tuple[tuple[float, float], ...] = ((0.0, 1e2), (0.2, 1e2), (0.4, 0.0))
@@ -127,6 +133,15 @@ def _near_pool(points, normals, sigma, oriented: bool, size: int, rng) -> tuple[
     return q, plane if oriented else np.abs(plane)
 
 
+def _exterior_pool(points: np.ndarray, size: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform samples on the faces of [-1, 1]^3 and their distance to the nearest input point."""
+    q = rng.uniform(-1.0, 1.0, size=(size, 3))
+    axis = rng.integers(0, 3, size)
+    q[np.arange(size), axis] = rng.choice([-1.0, 1.0], size)
+    dist, _ = cKDTree(points).query(q, workers=-1)
+    return q, dist
+
+
 def _finest_cell(model: DistanceField) -> float:
     """Edge of the finest active cell, in normalised units (the FD step of the divergence)."""
     layout = getattr(getattr(model, "encoding", None), "layout", None)
@@ -175,6 +190,11 @@ def fit_sdf(
         near_q, near_d = _near_pool(points, normals, sigma, oriented, config.near_pool, rng)
         near_q = torch.as_tensor(near_q, dtype=torch.float32, device=device)
         near_d = torch.as_tensor(near_d, dtype=torch.float32, device=device)
+    ext_q = ext_d = None
+    if config.w_exterior > 0:
+        ext_q, ext_d = _exterior_pool(points, 50_000, rng)
+        ext_q = torch.as_tensor(ext_q, dtype=torch.float32, device=device)
+        ext_d = torch.as_tensor(ext_d, dtype=torch.float32, device=device)
     pts_t = torch.as_tensor(points, dtype=torch.float32, device=device)
     nrm_t = None if normals is None else torch.as_tensor(normals, dtype=torch.float32, device=device)
     sig_t = torch.as_tensor(sigma, dtype=torch.float32, device=device)
@@ -220,6 +240,9 @@ def fit_sdf(
         space = torch.rand(config.space_batch, 3, generator=gen).to(device) * 2.0 - 1.0
         x = torch.cat([surf, near.clamp(-1, 1), space])
         sdf, grad = model.forward_with_gradient(x, create_graph=True)
+        if ext_q is not None:
+            ext_idx = torch.randint(0, len(ext_q), (config.exterior_batch,), generator=gen).to(device)
+            f_ext = model(ext_q[ext_idx])
         ns, nn_ = len(surf), len(near)
         terms = {
             "surface": losses.surface_term(sdf[:ns]),
@@ -235,6 +258,9 @@ def fit_sdf(
             target = near_d[pool_idx]
             terms["distance"] = ((f_near - target).abs() if oriented else (f_near.abs() - target.abs()).abs()).mean()
             weights["distance"] = config.w_distance
+        if ext_q is not None:
+            terms["exterior"] = (f_ext - ext_d[ext_idx]).abs().mean()
+            weights["exterior"] = config.w_exterior
         w_div = losses.anneal(frac, config.divergence)
         if w_div > 0:
             lap = losses.laplacian_fd(model, space[: config.divergence_batch], _finest_cell(model))

@@ -33,8 +33,9 @@ def test_run_maps_back_to_input_frame_and_writes_artifacts(method, sphere_xyz, t
     r = np.linalg.norm(res.mesh.vertices - CENTER, axis=1)
     assert abs(np.median(r) - RADIUS) < 0.02 * RADIUS  # in the input's frame, not the unit cube
     assert set(res.artifacts) == {"mesh.ply", "mesh.glb", "metrics.json"}
-    back = load_mesh(res.artifacts["mesh.ply"])
+    back = load_mesh(res.artifacts["mesh.ply"], merge_vertices=False)
     assert back.n_faces == res.mesh.n_faces
+    assert np.allclose(back.vertices, res.mesh.vertices, atol=1e-5 * RADIUS)
     metrics = json.loads(res.artifacts["metrics.json"].read_text())
     gt = metrics["ground_truth"]
     assert gt["f_score"] > 0.95 and gt["chamfer_l1"] < 0.02 * RADIUS

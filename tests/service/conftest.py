@@ -21,7 +21,7 @@ from svc_helpers import PG_URL, free_port, pg_available, sphere_points
 
 # Timings short enough for tests, long enough not to flap on 2 busy cores.
 FAST_SETTINGS: dict[str, Any] = {
-    "heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 6.0, "cancel_grace_s": 3.0,
+    "heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 12.0, "cancel_grace_s": 3.0,
     "reconcile_interval_s": 0.25, "events_poll_s": 0.1, "checkpoint_every_s": 1.0,
 }
 
