@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import httpx
 import numpy as np
 
 PG_URL = os.environ.get("SURFRECON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -74,3 +81,38 @@ def assert_problem(response, status: int, code: str) -> dict:
 
 
 POISSON = {"method": "poisson", "preset": "fast"}
+
+
+@contextlib.contextmanager
+def serve_process(data_dir: Path, env: dict, *, ready_timeout: float = 180.0):
+    """Run ``surfrecon serve`` on a free port until the block ends; yields (url, log path).
+
+    Waits for ``/readyz`` (failing with the server's log if it dies or times out) and always
+    stops the process with SIGTERM, then SIGKILL after 60 s.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = data_dir / "serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
+                                 "--data-dir", str(data_dir / "state")], stdout=log, stderr=subprocess.STDOUT,
+                                env=env)
+        try:
+            deadline = time.monotonic() + ready_timeout
+            while True:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("surfrecon serve did not become ready:\n" + log_path.read_text()[-3000:])
+                time.sleep(0.25)
+            yield url, log_path
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

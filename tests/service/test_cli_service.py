@@ -4,15 +4,13 @@ local artifacts), driven by ``surfrecon submit | jobs | cancel``."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
-
-from svc_helpers import free_port
+from svc_helpers import serve_process
 
 
 def _cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -23,34 +21,10 @@ def _cli(*args: str, env: dict | None = None, timeout: float = 300) -> subproces
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     data = tmp_path_factory.mktemp("served")
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("SURFRECON_")}
     env["SURFRECON_RAY_NUM_CPUS"] = "1"
-    log = open(data / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
-                             "--data-dir", str(data / "state")], stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("surfrecon serve did not become ready:\n" + (data / "serve.log").read_text()[-3000:])
-        time.sleep(0.25)
-    try:
+    with serve_process(data, env) as (url, _):
         yield url, data
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_serve_uses_its_own_state_dir_and_local_ray(served, ray_session):
@@ -121,33 +95,11 @@ def test_jobs_and_cancel(served, inputs):
 
 def test_serve_joins_the_cluster_named_by_ray_address(ray_session, inputs, tmp_path):
     """With RAY_ADDRESS the same command submits to that cluster instead of starting one."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SURFRECON_")}
     env["RAY_ADDRESS"] = ray_session
-    with open(tmp_path / "serve.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
-                                 "--data-dir", str(tmp_path / "state")], stdout=log, stderr=subprocess.STDOUT,
-                                env=env)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                time.sleep(0.25)
-            res = _cli("submit", str(inputs["sphere"]), "--server", url, "--method", "poisson", "--preset", "fast",
-                       "--wait", "-q")
-            assert res.returncode == 0, res.stdout + res.stderr
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with serve_process(tmp_path, env, ready_timeout=120) as (url, _):
+        res = _cli("submit", str(inputs["sphere"]), "--server", url, "--method", "poisson",
+                   "--preset", "fast", "--wait", "-q")
+        assert res.returncode == 0, res.stdout + res.stderr
     log_text = (tmp_path / "serve.log").read_text()
     assert f"ray connected: {ray_session}" in log_text
