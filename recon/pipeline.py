@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Callable, Literal, Optional
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from meshing import mesh as mesh_ops
 from meshing.export import load_mesh, save_mesh
@@ -33,7 +34,8 @@ from recon.registry import lookup, register
 
 log = logging.getLogger(__name__)
 
-Method = Literal["digs", "poisson"]
+Method = Literal["digs", "poisson", "udf"]
+Extractor = Literal["marching_cubes", "dualmesh_udf"]
 PresetName = Literal["fast", "balanced", "quality"]
 MeshFormat = Literal["ply", "obj", "glb", "stl"]
 
@@ -45,13 +47,23 @@ class JobSpec(BaseModel):
 
     method: Method = Field("digs", description="Reconstruction method.")
     preset: PresetName = Field("balanced", description="Speed/quality trade-off.")
-    resolution: Optional[int] = Field(None, ge=32, le=1024, description="Marching-cubes grid resolution; default from the preset.")
+    extractor: Optional[Extractor] = Field(
+        None, description="Mesh extraction: 'marching_cubes' (default for digs) or 'dualmesh_udf' (default for udf; "
+                          "keeps open surfaces open). Not used by poisson.")
+    resolution: Optional[int] = Field(None, ge=32, le=1024, description="Extraction grid resolution (DualMesh-UDF: octree depth log2 of it); default from the preset.")
     formats: list[MeshFormat] = Field(default_factory=lambda: ["ply"], min_length=1, max_length=4, description="Mesh formats to export.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed of the fit.")
     max_fit_points: Optional[int] = Field(None, ge=1000, le=10_000_000, description="Points used for fitting (subsampled above); metrics use all points.")
     decimate_faces: Optional[int] = Field(None, ge=100, description="Simplify the mesh to about this many faces.")
     min_component_fraction: float = Field(0.01, ge=0.0, le=1.0, description="Drop connected components with fewer faces than this fraction of the largest.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to fit; 'auto' picks CUDA when present.")
+
+
+    @model_validator(mode="after")
+    def _extractor_fits_method(self) -> "JobSpec":
+        if self.method == "poisson" and self.extractor is not None:
+            raise ValueError("poisson builds its own mesh: leave 'extractor' unset")
+        return self
 
 
 @dataclass
@@ -86,11 +98,44 @@ def _digs(points: np.ndarray, normals: Optional[np.ndarray], ctx: _Context) -> M
         cfg = replace(cfg, max_points=ctx.spec.max_fit_points)
     model = fit_sdf(points, normals, cfg, device=ctx.device, progress=ctx.progress, cancel=ctx.cancel,
                     checkpoint_path=ctx.checkpoint_path)
+    return _extract(model, ctx, signed=True, resolution=ctx.spec.resolution or preset.resolution)
+
+
+@register(RECONSTRUCTORS, "udf")
+def _udf(points: np.ndarray, normals: Optional[np.ndarray], ctx: _Context) -> Mesh:
+    from dataclasses import replace
+
+    from recon.udf import UDF_PRESETS, fit_udf
+
+    cfg = replace(UDF_PRESETS[ctx.spec.preset], seed=ctx.spec.seed)
+    if ctx.spec.max_fit_points:
+        cfg = replace(cfg, max_points=ctx.spec.max_fit_points)
+    model = fit_udf(points, normals, cfg, device=ctx.device, progress=ctx.progress, cancel=ctx.cancel,
+                    checkpoint_path=ctx.checkpoint_path)
+    resolution = ctx.spec.resolution or get_preset(ctx.spec.preset).resolution
+    return _extract(model, ctx, signed=False, resolution=resolution)
+
+
+# Offset of the level set that marching cubes extracts from an unsigned field (normalised units):
+# |f| has no sign change, so MC needs f - eps, which doubles the surface (two sheets eps apart).
+UDF_MC_LEVEL = 0.005
+
+
+def _extract(model, ctx: _Context, *, signed: bool, resolution: int) -> Mesh:
+    """Mesh of the fitted field with the spec's extractor (default: MC for SDFs, DualMesh-UDF for UDFs)."""
     if ctx.cancel is not None:
         ctx.cancel.raise_if_cancelled()
-    resolution = ctx.spec.resolution or preset.resolution
+    extractor = ctx.spec.extractor or ("marching_cubes" if signed else "dualmesh_udf")
     ctx.progress(ProgressEvent("extract", 0, 1))
-    mesh = extract_sdf(model.evaluate, resolution=resolution, device=ctx.device)
+    if extractor == "marching_cubes":
+        mesh = extract_sdf(model.evaluate, resolution=resolution, device=ctx.device,
+                           level=0.0 if signed else UDF_MC_LEVEL)
+    else:
+        from meshing.dualmesh_udf import extract_udf
+
+        field = model if not signed else (lambda x: model(x).abs())
+        depth = max(5, math.ceil(math.log2(resolution)))
+        mesh = extract_udf(field, depth=depth, device=ctx.device)
     ctx.progress(ProgressEvent("extract", 1, 1))
     return mesh
 

@@ -61,10 +61,12 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         print(f"error: input file not found: {args.input}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        spec = JobSpec(method=args.method, preset=args.preset, resolution=args.resolution, formats=[fmt],
+        spec = JobSpec(method=args.method, extractor=args.extractor, preset=args.preset, resolution=args.resolution, formats=[fmt],
                        seed=args.seed, max_fit_points=args.max_fit_points, device=args.device)
     except ValidationError as e:
-        print(f"error: invalid options: {e.errors()[0]['loc'][-1]}: {e.errors()[0]['msg']}", file=sys.stderr)
+        err = e.errors()[0]
+        where = f"{err['loc'][-1]}: " if err["loc"] else ""
+        print(f"error: invalid options: {where}{err['msg']}", file=sys.stderr)
         return EXIT_BAD_INPUT
     on_event, close = _progress_bar(args.quiet)
     try:
@@ -128,7 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reconstruct", help="reconstruct a mesh from a point cloud file")
     r.add_argument("input", help="point cloud: .ply .xyz .txt .npy .npz .obj .las .laz")
     r.add_argument("-o", "--output", required=True, help="output mesh: .ply .obj .glb or .stl")
-    r.add_argument("--method", choices=["digs", "poisson"], default="digs")
+    r.add_argument("--method", choices=["digs", "poisson", "udf"], default="digs",
+                   help="digs: neural SDF (closed surfaces); poisson: screened Poisson; udf: neural unsigned "
+                        "distance field (open surfaces: garments, leaves, single-sided scans)")
+    r.add_argument("--extractor", choices=["marching_cubes", "dualmesh_udf"], default=None,
+                   help="mesh extraction (default: marching_cubes for digs, dualmesh_udf for udf)")
     r.add_argument("--preset", choices=["fast", "balanced", "quality"], default="balanced")
     r.add_argument("--resolution", type=int, default=None, help="marching-cubes resolution (32-1024)")
     r.add_argument("--gt", default=None, help="ground-truth mesh for metrics")

@@ -151,7 +151,7 @@ def _client(args: argparse.Namespace) -> Client:
 
 def _spec(args: argparse.Namespace) -> dict:
     spec: dict[str, Any] = json.loads(args.spec) if args.spec else {}
-    for name in ("method", "preset", "resolution", "seed", "device"):
+    for name in ("method", "extractor", "preset", "resolution", "seed", "device"):
         value = getattr(args, name)
         if value is not None:
             spec[name] = value
@@ -302,7 +302,8 @@ def add_parsers(sub) -> None:
     s = sub.add_parser("submit", help="submit point clouds to a surfrecon server")
     s.add_argument("files", nargs="+", help="point cloud files, one job each")
     _connection_args(s)
-    s.add_argument("--method", choices=["digs", "poisson"], default=None)
+    s.add_argument("--method", choices=["digs", "poisson", "udf"], default=None)
+    s.add_argument("--extractor", choices=["marching_cubes", "dualmesh_udf"], default=None)
     s.add_argument("--preset", choices=["fast", "balanced", "quality"], default=None)
     s.add_argument("--format", action="append", default=None, help="mesh format(s): ply obj glb stl (repeat or comma)")
     s.add_argument("--resolution", type=int, default=None)
