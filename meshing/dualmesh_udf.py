@@ -266,12 +266,19 @@ def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st) -> Mesh:
     i0, i1, axis = i0[present], i1[present], axis[present]
     d0 = nrm[i0, axis]
     d1 = nrm[i1, axis]
-    opp = (d0 < 0) & (d1 > 0) & (np.einsum("ij,ij->i", nrm[i0], nrm[i1]) < 0)
+    opp = (d1 > d0) & (np.einsum("ij,ij->i", nrm[i0], nrm[i1]) < 0)
     opp &= u[i0] + u[i1] <= 1.5 * step[axis]
     i0, i1, axis = i0[opp], i1[opp], axis[opp]
-    t = u[i0] / np.maximum(u[i0] + u[i1], 1e-30)
-    x = p[i0] + t[:, None] * (p[i1] - p[i0])
-    crossed = ev.values(x) <= thr
+    # Where the sheet meets the edge: linear interpolation of the distances (exact for a plane
+    # at any angle), and where each end's tangent plane cuts the edge (better at grazing
+    # incidence on curved sheets). The edge counts as crossed if any guess is on the surface.
+    length = step[axis]
+    t_lin = u[i0] / np.maximum(u[i0] + u[i1], 1e-30)
+    t_0 = u[i0] / np.maximum(-d0[opp], 1e-12) / length
+    t_1 = 1 - u[i1] / np.maximum(d1[opp], 1e-12) / length
+    t = np.clip(np.stack([t_lin, t_0, t_1]), 0, 1)  # (3, E)
+    x = p[i0][None] + t[..., None] * (p[i1] - p[i0])[None]
+    crossed = ev.values(x.reshape(-1, 3)).reshape(3, -1).min(0) <= thr
     i0, axis = i0[crossed], axis[crossed]
     st.crossed_edges = len(i0)
 
