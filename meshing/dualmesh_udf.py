@@ -12,7 +12,7 @@ surface with; everything below uses values and gradients only:
 2. **Projection.** Each grid node of an active cell is projected onto the surface along its
    gradient, ``q = p - udf(p) * g / |g|``. A projection is valid when the gradient is not
    degenerate and ``udf(q) <= threshold``; a cell uses the valid projections of its 8 corners that
-   land in the cell widened by half a cell on each side.
+   land in the cell (or, if none does, in the cell widened by half a cell on each side).
 3. **Tangent planes** through each ``q`` with normal ``g / |g|`` (the sign does not matter).
 4. **QEF per cell.** The dual vertex minimises the sum of squared plane distances; the 3x3
    normal matrix is inverted with a truncated eigen-decomposition (eigenvalues below
@@ -313,8 +313,14 @@ def _solve_qef(cells, q, nrm, ok, corner_of, lo, step, svd_threshold):
     cmin = lo + cells * step
     cmax = cmin + step
     qc, nc = q[corner_of], nrm[corner_of]  # (C, 8, 3)
+    valid = ok[corner_of]
+    tol = 1e-6 * step
+    inside = np.all((qc >= cmin[:, None] - tol) & (qc <= cmax[:, None] + tol), 2)
     near = np.all((qc >= cmin[:, None] - 0.5 * step) & (qc <= cmax[:, None] + 0.5 * step), 2)
-    w = (ok[corner_of] & near).astype(np.float64)  # (C, 8)
+    # Planes from the cell itself when it has any: projections from half a cell away bring in
+    # the rim curve's tilted tangent planes next to a boundary. Otherwise the widened cell.
+    w = valid & inside
+    w = np.where(w.any(1, keepdims=True), w, valid & near).astype(np.float64)  # (C, 8)
     cnt = w.sum(1)
     has = cnt > 0
     mass = (w[..., None] * qc).sum(1) / np.maximum(cnt, 1)[:, None]

@@ -1,0 +1,240 @@
+"""DualMesh-UDF on analytic unsigned distance fields: open and closed sheets with known geometry."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from meshing import mesh as M
+from meshing.dualmesh_udf import UDFExtractStats, extract_udf
+from meshing.metrics import chamfer_l1, f_score, normal_consistency, point_to_mesh
+
+R = 0.5
+DEPTH = 7
+CELL = 2.0 / 2**DEPTH  # finest cell edge over the default bounds (the lattice is ~0.2% wider)
+
+
+# --- analytic UDFs (torch) and dense samples of their surfaces (numpy) ------------------------
+
+
+def sphere_udf(x):
+    return (x.norm(dim=1) - R).abs()
+
+
+def hemisphere_udf(x):
+    """Upper half (z >= 0) of the sphere of radius R; below the equator the rim is nearest."""
+    rho = torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2)
+    rim = torch.sqrt((rho - R) ** 2 + x[:, 2] ** 2)
+    return torch.where(x[:, 2] >= 0, (x.norm(dim=1) - R).abs(), rim)
+
+
+def disc_udf(x):
+    """Flat disc of radius R in the z = 0 plane."""
+    rho = torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2)
+    return torch.sqrt(torch.clamp(rho - R, min=0) ** 2 + x[:, 2] ** 2)
+
+
+def patch_udf(x):
+    """Square [-R, R]^2 in the z = 0 plane."""
+    dx = torch.clamp(x[:, 0].abs() - R, min=0)
+    dy = torch.clamp(x[:, 1].abs() - R, min=0)
+    return torch.sqrt(dx**2 + dy**2 + x[:, 2] ** 2)
+
+
+def sphere_samples(n, rng, upper_only=False):
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    if upper_only:
+        d[:, 2] = np.abs(d[:, 2])
+    return R * d, d
+
+
+def disc_samples(n, rng):
+    rho, phi = R * np.sqrt(rng.random(n)), 2 * np.pi * rng.random(n)
+    p = np.stack([rho * np.cos(phi), rho * np.sin(phi), np.zeros(n)], 1)
+    return p, np.tile([0.0, 0.0, 1.0], (n, 1))
+
+
+def patch_samples(n, rng):
+    p = np.concatenate([rng.uniform(-R, R, (n, 2)), np.zeros((n, 1))], 1)
+    return p, np.tile([0.0, 0.0, 1.0], (n, 1))
+
+
+CASES = {
+    "hemisphere": (hemisphere_udf, lambda n, g: sphere_samples(n, g, upper_only=True)),
+    "disc": (disc_udf, disc_samples),
+    "patch": (patch_udf, patch_samples),
+    "sphere": (sphere_udf, sphere_samples),
+}
+
+
+@pytest.fixture(scope="module")
+def meshes():
+    out = {}
+    for name, (udf, _) in CASES.items():
+        stats = UDFExtractStats()
+        out[name] = (extract_udf(udf, depth=DEPTH, stats=stats), stats)
+    return out
+
+
+def boundary_vertices(mesh):
+    f = mesh.faces
+    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1)
+    uniq, counts = np.unique(e, axis=0, return_counts=True)
+    return np.unique(uniq[counts == 1])
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_geometry_against_analytic_surface(meshes, name):
+    mesh, _ = meshes[name]
+    rng = np.random.default_rng(0)
+    gt, gt_n = CASES[name][1](100_000, rng)
+    pred, pred_n = M.sample_surface(mesh, 100_000, seed=1)
+    diag = float(np.linalg.norm(gt.max(0) - gt.min(0)))
+    # Sampled Chamfer is dominated by the sampling floor (half the sample spacing, ~0.2 cell
+    # here); the exact one-sided distances below show the geometric error itself.
+    assert chamfer_l1(pred, gt) < 0.3 * CELL
+    assert f_score(pred, gt, 0.01 * diag) >= 0.99
+    assert normal_consistency(pred, pred_n, gt, gt_n) > 0.99
+    udf = CASES[name][0]
+    to_surface = udf(torch.from_numpy(pred)).double().numpy()  # exact: the field is the distance
+    to_mesh, _ = point_to_mesh(mesh, gt[:20_000])
+    # Chord sag is ~1e-3 cell; the rim staircase (up to half a cell, on a band one cell wide)
+    # dominates the mean from the ground truth to the mesh of open sheets.
+    assert to_surface.mean() < 0.01 * CELL
+    assert to_mesh.mean() < (0.01 if name == "sphere" else 0.05) * CELL
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_topology(meshes, name):
+    mesh, _ = meshes[name]
+    assert M.is_edge_manifold(mesh)
+    assert M.is_winding_consistent(mesh)
+    assert M.n_components(mesh) == 1
+    assert len(np.unique(np.sort(mesh.faces, 1), axis=0)) == mesh.n_faces  # no duplicate faces
+    assert len(np.unique(mesh.vertices, axis=0)) == mesh.n_vertices  # no duplicate vertices
+    assert np.all(mesh.faces[:, 0] != mesh.faces[:, 1])
+    assert np.all(mesh.faces[:, 1] != mesh.faces[:, 2])
+    assert np.all(mesh.faces[:, 0] != mesh.faces[:, 2])
+
+
+def test_closed_sphere_has_no_boundary(meshes):
+    mesh, _ = meshes["sphere"]
+    assert M.is_watertight(mesh)
+    area = M.area(mesh)
+    assert area == pytest.approx(4 * math.pi * R**2, rel=0.01)
+
+
+@pytest.mark.parametrize("name", ["hemisphere", "disc", "patch"])
+def test_open_sheets_keep_their_rim(meshes, name):
+    mesh, _ = meshes[name]
+    rim = mesh.vertices[boundary_vertices(mesh)]
+    assert len(rim) > 0
+    x, y, z = rim.T
+    if name == "patch":
+        outer = np.maximum(np.abs(x), np.abs(y))
+        assert np.all(np.abs(outer - R) < CELL)
+    else:
+        assert np.all(np.abs(np.hypot(x, y) - R) < CELL)
+    assert np.all(np.abs(z) < CELL)
+    # The rim is one loop around the sheet: a perimeter's worth of boundary vertices.
+    perimeter = 8 * R if name == "patch" else 2 * math.pi * R
+    assert perimeter / CELL * 0.8 < len(rim) < perimeter / CELL * 2.0
+
+
+@pytest.mark.parametrize("name, area", [("disc", math.pi * R**2), ("patch", 4 * R**2)])
+def test_flat_sheets_are_single_layer(meshes, name, area):
+    mesh, _ = meshes[name]
+    # Every vertex on the plane (the QEF moves only along the normal), except that cells that
+    # contain the rim also see the tilted tangent planes of the distance tube around it ...
+    z = np.abs(mesh.vertices[:, 2])
+    x, y = np.abs(mesh.vertices[:, :2]).T
+    to_rim = R - (np.maximum(x, y) if name == "patch" else np.hypot(x, y))
+    assert z[to_rim > 1.8 * CELL].max() < 1e-6
+    assert z.max() < 0.1 * CELL
+    # ... and one quad (two triangles) per crossed cell column, not two sheets.
+    expected = 2 * area / CELL**2
+    assert 0.9 * expected < mesh.n_faces < 1.15 * expected
+    assert M.area(mesh) == pytest.approx(area, rel=0.03)
+
+
+def test_hemisphere_stays_above_the_equator(meshes):
+    mesh, _ = meshes["hemisphere"]
+    # Rim cells reach at most a tenth of a cell below the equator (see the flat sheets) ...
+    assert mesh.vertices[:, 2].min() > -0.1 * CELL
+    # ... and every vertex away from the rim is on the sphere.
+    r = np.linalg.norm(mesh.vertices, axis=1)
+    err = np.abs(r[mesh.vertices[:, 2] > 1.8 * CELL] - R)
+    # A few vertices are clamped back into their cell (curved sheet through a cell corner).
+    assert np.quantile(err, 0.99) < 0.01 * CELL
+    assert err.max() < 0.1 * CELL
+
+
+def test_box_corners_are_sharp():
+    half = 0.4
+
+    def box_udf(x):  # |SDF| of a cube: its surface, with edges and corners
+        q = x.abs() - half
+        out = torch.clamp(q, min=0).norm(dim=1)
+        inside = torch.clamp(q.max(dim=1).values, max=0)
+        return (out + inside).abs()
+
+    mesh = extract_udf(box_udf, depth=5)
+    corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+    d = np.linalg.norm(mesh.vertices[None] - half * corners[:, None], axis=2).min(1)
+    # Truncated QEF puts a vertex on each corner (within float32 noise), not a cell away.
+    assert d.max() < 1e-4
+    assert M.is_edge_manifold(mesh)
+
+
+def test_finite_differences_match_autograd():
+    def no_grad_udf(x):
+        with torch.no_grad():
+            return hemisphere_udf(x)
+
+    a = extract_udf(hemisphere_udf, depth=5)
+    b = extract_udf(no_grad_udf, depth=5)
+    assert abs(a.n_faces - b.n_faces) <= 0.02 * a.n_faces
+    pa, _ = M.sample_surface(a, 20_000, seed=0)
+    pb, _ = M.sample_surface(b, 20_000, seed=0)
+    assert chamfer_l1(pa, pb) < 0.02 * 2 / 2**5
+
+
+def test_stats_are_filled(meshes):
+    _, stats = meshes["sphere"]
+    assert stats.evaluations > stats.gradient_evaluations > 0
+    assert len(stats.cells_per_level) == DEPTH - 4 + 1
+    assert stats.leaves == stats.cells_per_level[-1]
+    assert stats.crossed_edges > 0 and stats.seconds > 0
+    # Work follows the surface: far fewer leaves than finest cells.
+    assert stats.leaves < 0.05 * 8**DEPTH
+
+
+def test_field_far_from_zero_raises():
+    with pytest.raises(ValueError, match="never comes within .* of zero: no surface"):
+        extract_udf(lambda x: x.norm(dim=1) * 0 + 0.7, depth=6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"depth": 0}, "expected depth"),
+        ({"bounds": ((0, 0, 0), (0, 1, 1))}, "expected bounds"),
+        ({"threshold": -1.0}, "expected threshold"),
+        ({"chunk_size": 0}, "expected chunk_size"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        extract_udf(sphere_udf, **kwargs)
+
+
+def test_chunking_does_not_change_the_mesh():
+    a = extract_udf(sphere_udf, depth=5)
+    b = extract_udf(sphere_udf, depth=5, chunk_size=777)
+    np.testing.assert_array_equal(a.faces, b.faces)
+    np.testing.assert_allclose(a.vertices, b.vertices)
