@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,11 @@ SHAPES = {
 }
 
 
+def shifted(udf, eps: float, x: torch.Tensor) -> torch.Tensor:
+    """``udf - eps``: an SDF of the eps-shell around the sheet (negative inside the shell)."""
+    return udf(x) - eps
+
+
 def quality(mesh: M.Mesh, gt: np.ndarray, gt_n: np.ndarray) -> tuple[float, float, float]:
     p, pn = M.sample_surface(mesh, N_SAMPLES, seed=1)
     diag = float(np.linalg.norm(gt.max(0) - gt.min(0)))
@@ -100,7 +106,7 @@ def main() -> None:
         gt, gt_n = sampler(N_SAMPLES, np.random.default_rng(0))
         for depth in args.depth:
             st = UDFExtractStats()
-            t, mesh = best_of(args.reps, lambda: extract_udf(udf, depth=depth, stats=st))
+            t, mesh = best_of(args.reps, partial(extract_udf, udf, depth=depth, stats=st))
             rows.append(
                 (
                     name,
@@ -115,10 +121,8 @@ def main() -> None:
             )
             eps = args.mc_eps * 2.0 / 2**depth
             mst = ExtractStats()
-            t, mc = best_of(
-                args.reps,
-                lambda: extract_sdf(lambda x: udf(x) - eps, resolution=2**depth, stats=mst),
-            )
+            shell = partial(shifted, udf, eps)
+            t, mc = best_of(args.reps, partial(extract_sdf, shell, resolution=2**depth, stats=mst))
             rows.append(
                 (
                     name,

@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import numpy as np
 import torch
@@ -197,6 +198,7 @@ def extract_udf(
     thr = 0.25 * h_min if threshold is None else float(threshold)
     ev = _Evaluator(field, int(chunk_size), device, fd_step=0.01 * h_min)
     st = UDFExtractStats() if stats is None else stats
+    st.cells_per_level = []  # a reused stats object describes the latest call only
 
     cells = _octree_leaves(ev, lo, step, depth, min(coarse_depth, depth), safety, st)
     mesh = _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st)
@@ -371,7 +373,7 @@ def _orient(faces: np.ndarray) -> np.ndarray:
     graph = graph + graph.T
     rel = coo_matrix((same.astype(np.float64) + 1.0, (fa, fb)), shape=(f, f)).tocsr()
     rel = rel + rel.T  # value 2: flip relative to neighbour, 1: keep
-    n_comp, labels = connected_components(graph, directed=False)
+    _, labels = connected_components(graph, directed=False)
     flip = np.zeros(f, dtype=bool)
     roots = np.unique(labels, return_index=True)[1]
     for root in roots:
