@@ -32,6 +32,7 @@ from recon.fields.base import DistanceField
 from recon.fields.hash_sdf import HashSDFConfig
 from recon.fields.siren import SirenSDFConfig
 from recon.progress import CancelToken, ProgressEvent, ProgressFn, no_progress
+from recon.training import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -205,17 +206,9 @@ def fit_sdf(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-15,
                                  fused=device.type in ("cpu", "cuda"))
     gen = torch.Generator(device="cpu").manual_seed(config.seed)
-    start_step = 0
     fingerprint = config.fingerprint()
     ckpt = Path(checkpoint_path) if checkpoint_path else None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            gen.set_state(state["generator"])
-            start_step = int(state["step"])
-            log.info("resuming fit from step %d (%s)", start_step, ckpt)
+    start_step = load_checkpoint(ckpt, model, optimizer, gen, fingerprint, device)
 
     n = len(points)
     steps = config.steps
@@ -279,19 +272,9 @@ def fit_sdf(
             losses_now["total"] = loss.item()
             progress(ProgressEvent("fit", done, steps, losses_now))
         if ckpt is not None and config.checkpoint_every and done % config.checkpoint_every == 0 and done < steps:
-            _save_checkpoint(ckpt, model, optimizer, gen, done, fingerprint)
+            save_checkpoint(ckpt, model, optimizer, gen, done, fingerprint)
 
     model.set_progress(1.0)
     model.eval()
     return model
 
-
-def _save_checkpoint(path: Path, model, optimizer, gen, step: int, fingerprint: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": gen.get_state(),
-         "step": step, "fingerprint": fingerprint},
-        tmp,
-    )
-    os.replace(tmp, path)  # atomic: a kill mid-write never leaves a torn checkpoint
