@@ -361,8 +361,8 @@ def _orient(faces: np.ndarray) -> np.ndarray:
     he = np.stack([faces, np.roll(faces, -1, 1)], 2).reshape(-1, 2)  # (3F, 2) directed edges
     face_of = np.repeat(np.arange(f), 3)
     und = np.sort(he, 1)
-    _, eid, counts = np.unique(und, axis=0, return_inverse=True, return_counts=True)
-    eid = eid.ravel()
+    nv = np.int64(faces.max() + 1)
+    _, eid, counts = np.unique(und[:, 0] * nv + und[:, 1], return_inverse=True, return_counts=True)
     # Pair faces that share a manifold edge; "same" when they use it in the same direction.
     inner = counts[eid] == 2
     o = np.argsort(eid[inner], kind="stable")
