@@ -5,12 +5,13 @@ The field is unsigned (>= 0, zero on the surface), so there are no sign changes 
 surface with; everything below uses values and gradients only:
 
 1. **Adaptive octree.** Level ``coarse_depth`` is evaluated at every cell centre; a cell is
-   subdivided only while its centre is within ``safety * half-diagonal`` of the surface (for a
-   1-Lipschitz field a surface through the cell forces that). The leaves that survive to ``depth``
+   subdivided only while its centre reads at most ``safety * half-diagonal + threshold`` (for a
+   1-Lipschitz field whose surface reads <= threshold, a surface through the cell forces that). The leaves that survive to ``depth``
    are the active cells. All leaves live on the finest grid: the octree only prunes empty space,
    so the connectivity step below works on one uniform grid of leaves and needs no balancing.
 2. **Projection.** Each grid node of an active cell is projected onto the surface along its
-   gradient, ``q = p - udf(p) * g / |g|``. A projection is valid when the gradient is not
+   gradient, ``q = p - udf(p) * g / |g|`` (stepped back by ``udf(q) / 2`` where that is lower:
+   a field with a floor m > 0 overshoots by m). A projection is valid when the gradient is not
    degenerate and ``udf(q) <= threshold``; a cell uses the valid projections of its 8 corners that
    land in the cell (or, if none does, in the cell widened by half a cell on each side).
 3. **Tangent planes** through each ``q`` with normal ``g / |g|`` (the sign does not matter).
@@ -179,14 +180,15 @@ def extract_udf(
     units). Gradients are taken with autograd, or by central differences if the output does not
     require grad. bounds: world box; depth: octree depth, i.e. 2**depth finest cells per axis.
     threshold: field value (world units) under which a point counts as on the surface (default
-    a quarter of the finest cell's smallest edge; raise it for neural fields whose minimum does
-    not reach zero). coarse_depth: first octree level evaluated everywhere. safety: assumed
+    a quarter of the finest cell's smallest edge). For a neural field whose minimum m does not
+    reach zero, pass a threshold comfortably above m. coarse_depth: first octree level evaluated everywhere. safety: assumed
     Lipschitz bound of the field when pruning octree cells. svd_threshold: relative eigenvalue
     cut-off of the QEF solve. stats: if given, a ``UDFExtractStats`` filled in.
 
     Returns a Mesh in world units, open where the surface ends, faces oriented consistently per
     connected component (there is no inside, so the global sign is arbitrary). Raises
-    ValueError when the field never comes near zero inside the bounds.
+    ValueError when the field never comes near zero inside the bounds: no octree cell keeps its
+    centre within reach of the surface, or no grid edge gets within ``threshold`` of it.
     """
     t0 = time.perf_counter()
     b = _check_args(bounds, depth, threshold, chunk_size, coarse_depth, safety, svd_threshold)
@@ -200,14 +202,14 @@ def extract_udf(
     st = UDFExtractStats() if stats is None else stats
     st.cells_per_level = []  # a reused stats object describes the latest call only
 
-    cells = _octree_leaves(ev, lo, step, depth, min(coarse_depth, depth), safety, st)
+    cells = _octree_leaves(ev, lo, step, depth, min(coarse_depth, depth), safety, thr, st)
     mesh = _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st)
     st.evaluations, st.gradient_evaluations = ev.count, ev.grad_count
     st.seconds = time.perf_counter() - t0
     return mesh
 
 
-def _octree_leaves(ev, lo, step, depth, coarse_depth, safety, st) -> np.ndarray:
+def _octree_leaves(ev, lo, step, depth, coarse_depth, safety, thr, st) -> np.ndarray:
     """(L, 3) int64 finest-level indices of cells whose centre is near the surface."""
     level = coarse_depth
     m = 2**level
@@ -216,7 +218,8 @@ def _octree_leaves(ev, lo, step, depth, coarse_depth, safety, st) -> np.ndarray:
     while True:
         size = step * 2 ** (depth - level)
         u = ev.values(lo + (cells + 0.5) * size)
-        reach = safety * 0.5 * float(np.linalg.norm(size))
+        # Surface points may read up to ``thr`` (a field's floor), hence the extra margin.
+        reach = safety * 0.5 * float(np.linalg.norm(size)) + thr
         keep = u <= reach
         st.cells_per_level.append(int(keep.sum()))
         if not keep.any():
@@ -247,7 +250,15 @@ def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st) -> Mesh:
 
     # 2-4. projections, their validity, and the QEF per cell.
     q = p - u[:, None] * nrm
-    ok &= ev.values(q) <= thr
+    u_q = ev.values(q)
+    # A field that bottoms out at m > 0 (neural UDFs do) sends q past the sheet by m, where it
+    # reads 2 m; stepping back by u_q / 2 lands on the sheet. Kept only where it is lower, so
+    # exact fields (u_q = 0) and fields that under-estimate distance keep q.
+    q_back = p - (u - 0.5 * u_q)[:, None] * nrm
+    u_back = ev.values(q_back)
+    back = u_back < u_q
+    q[back], u_q[back] = q_back[back], u_back[back]
+    ok &= u_q <= thr
     vert, has_vert = _solve_qef(cells, q, nrm, ok, corner_of, lo, step, svd_threshold)
     st.leaves = len(cells)
 
@@ -269,7 +280,7 @@ def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st) -> Mesh:
     d0 = nrm[i0, axis]
     d1 = nrm[i1, axis]
     opp = (d1 > d0) & (np.einsum("ij,ij->i", nrm[i0], nrm[i1]) < 0)
-    opp &= u[i0] + u[i1] <= 1.5 * step[axis]
+    opp &= u[i0] + u[i1] <= 1.5 * step[axis] + 2 * thr  # a field may bottom out at thr
     i0, i1, axis = i0[opp], i1[opp], axis[opp]
     # Where the sheet meets the edge: linear interpolation of the distances (exact for a plane
     # at any angle), and where each end's tangent plane cuts the edge (better at grazing
@@ -283,6 +294,12 @@ def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st) -> Mesh:
     crossed = ev.values(x.reshape(-1, 3)).reshape(3, -1).min(0) <= thr
     i0, axis = i0[crossed], axis[crossed]
     st.crossed_edges = len(i0)
+    if len(i0) == 0 and u.min() > thr:
+        raise ValueError(
+            f"the UDF never comes within {thr:.3g} of zero: no surface (smallest value near the "
+            f"octree leaves {u.min():.3g}; pass a larger threshold for a field whose minimum "
+            "does not reach zero)"
+        )
 
     # 6. quads from the 4 cells around each crossed edge, in a ring CCW about +axis.
     cell_ids = (cells[:, 0] * n + cells[:, 1]) * n + cells[:, 2]

@@ -231,8 +231,17 @@ def test_stats_are_filled(meshes):
 
 
 def test_field_far_from_zero_raises():
+    # Pruned away by the octree ...
     with pytest.raises(ValueError, match="never comes within .* of zero: no surface"):
         extract_udf(lambda x: x.norm(dim=1) * 0 + 0.7, depth=6)
+    # ... or close enough to keep leaves, but never within the threshold (a quarter cell).
+    with pytest.raises(ValueError, match=r"never comes within 0\.0078\d* of zero: no surface"):
+        extract_udf(lambda x: sphere_udf(x) + 0.02, depth=6)
+    # A threshold above the floor accepts the offset sheet, and the projection's step back
+    # puts the vertices on it although each first projection overshoots by 0.02 (2/3 cell).
+    mesh = extract_udf(lambda x: sphere_udf(x) + 0.02, depth=6, threshold=0.03)
+    assert M.is_watertight(mesh) and M.is_edge_manifold(mesh)
+    assert np.abs(np.linalg.norm(mesh.vertices, axis=1) - R).max() < 0.1 * 2 / 2**6
 
 
 @pytest.mark.parametrize(
