@@ -8,8 +8,11 @@ sheets (garments, terrain, scans with holes) that an SDF would close. The fit co
     queries by a k-th neighbour distance). Three pools, precomputed once: jittered by the k-th
     neighbour distance (the surface's fine scale), jittered by a fixed band width (the band in
     which meshing and ray casting read the field), and uniform in the cube (which rules out
-    spurious zeros far from the data, e.g. past the rim of an open sheet). Near samples weigh
-    more than uniform ones since the field's use is near the surface.
+    spurious zeros far from the data, e.g. past the rim of an open sheet). Two thirds of the
+    queries lie near the surface, so the band is supervised most densely; the uniform queries
+    still get the larger weight because f = |s| can drop to zero on any thin sheet where s
+    changes sign, and on a disc raising their weight from 30 to 300 cut cube points with
+    f < d/2 from 2.6% to 0.1% and lifted the mean cosine between grad f and the true direction from 0.62 to 0.97.
   * surface              |f(p)| at the input points.
   * eikonal              | ||grad f|| - 1 | at queries with d(q) > ``min_gradient_distance``
                          only: on the surface the gradient of a UDF is undefined (it flips), so
@@ -18,8 +21,8 @@ sheets (garments, terrain, scans with holes) that an SDF would close. The fit co
                          UDF points away from the nearest surface point, which is what
                          gradient-based extraction (CAP-UDF, DCUDF, MeshUDF) relies on.
 
-With normals (n, 3), given or estimated by PCA, the targets of the fine jittered pool become the point-to-tangent-plane
-distance |<q - p, n>| and direction +-n, exact on locally flat surfaces and free of the
+With normals (n, 3), given or estimated by PCA, the targets of the fine jittered pool become
+the point-to-tangent-plane distance |<q - p, n>| and direction +-n, exact on locally flat surfaces and free of the
 overestimate of the point-to-point distance between sparse samples.
 """
 
@@ -115,10 +118,13 @@ def _udf_config(steps: int, levels: int, finest: int, log2_table: int, batch: in
                      surface_batch=batch // 4, near_batch=batch // 4, band_batch=batch // 4, space_batch=batch // 4)
 
 
+# Measured on 50k points of a T-shirt on 2 shared CPU cores: fast 10 s, balanced 22 s, quality
+# 115 s (mean f on the true surface 0.0014 / 0.0008 / 0.0007, mean |f - d| within 0.2 of it
+# 0.0065 / 0.0052 / 0.0027, normalised units). Per step the cost grows with batch x levels; the grids are those of the SDF presets.
 UDF_PRESETS: dict[str, UdfConfig] = {
     "fast": _udf_config(150, 8, 128, 15, 8192, 32),
-    "balanced": _udf_config(300, 12, 512, 17, 16384, 32),
-    "quality": _udf_config(800, 14, 1024, 19, 16384, 32),
+    "balanced": _udf_config(300, 12, 512, 17, 8192, 32),
+    "quality": _udf_config(600, 14, 1024, 19, 16384, 32),
 }
 
 
