@@ -181,9 +181,11 @@ def extract_udf(
     require grad. bounds: world box; depth: octree depth, i.e. 2**depth finest cells per axis.
     threshold: field value (world units) under which a point counts as on the surface (default
     a quarter of the finest cell's smallest edge). For a neural field whose minimum m does not
-    reach zero, pass a threshold comfortably above m. coarse_depth: first octree level evaluated everywhere. safety: assumed
-    Lipschitz bound of the field when pruning octree cells. svd_threshold: relative eigenvalue
-    cut-off of the QEF solve. stats: if given, a ``UDFExtractStats`` filled in.
+    reach zero, pass a threshold comfortably above m. coarse_depth: first octree level,
+    evaluated everywhere. safety: assumed Lipschitz bound of the field when pruning octree
+    cells. svd_threshold: relative eigenvalue cut-off of the QEF solve. stats: if given, a
+    ``UDFExtractStats`` filled in. The field is also evaluated up to a fifth of a cell outside
+    ``bounds`` (the lattice is widened, see the module docstring).
 
     Returns a Mesh in world units, open where the surface ends, faces oriented consistently per
     connected component (there is no inside, so the global sign is arbitrary). Raises
