@@ -5,8 +5,8 @@ Prints a Markdown table for an open hemisphere, a disc and a closed sphere (radi
 so the best is the honest number), field evaluations, faces, and quality against dense samples
 of the analytic surface: Chamfer-L1 (200k samples each way, so ~1e-3 is the sampling floor),
 the exact mean distance of mesh samples to the surface (the UDF at them), F-score at 1% of the
-ground-truth bounding-box diagonal, normal consistency. For comparison, sparse marching cubes on ``udf - eps`` at the same
-resolution (eps = ``--mc-eps`` cells, default 1; at half a cell the shell is thinner than the
+ground-truth bounding-box diagonal, normal consistency. For comparison, sparse marching cubes
+on ``udf - eps`` at the same resolution (eps = ``--mc-eps`` cells, default 1; at half a cell the shell is thinner than the
 grid spacing and breaks up into blobs around single samples). It meshes the boundary of the
 eps-shell, so every sheet comes out twice (faces ~2x, Chamfer ~eps, open sheets become closed
 pancakes), and an eps above 1% of the diagonal fails the F-score outright.
@@ -146,8 +146,8 @@ def main() -> None:
 
     print(f"torch threads: {torch.get_num_threads()}, best of {args.reps} runs\n")
     print(
-        "| shape | depth | method | time (s) | evaluations | faces | Chamfer-L1 | mesh->surf | F@1% | NC "
-        "| manifold |"
+        "| shape | depth | method | time (s) | evaluations | faces | Chamfer-L1 | mesh->surf "
+        "| F@1% | NC | manifold |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, depth, method, t, ev, nf, cd, ex, fs, nc, man in rows:
