@@ -6,9 +6,9 @@ so the best is the honest number), field evaluations, faces, and quality against
 of the analytic surface: Chamfer-L1 (200k samples each way, so ~1e-3 is the sampling floor),
 the exact mean distance of mesh samples to the surface (the UDF at them), F-score at 1% of the
 ground-truth bounding-box diagonal, normal consistency. For comparison, sparse marching cubes
-on ``udf - eps`` at the same resolution (eps = ``--mc-eps`` cells, default 1; at half a cell the shell is thinner than the
-grid spacing and breaks up into blobs around single samples). It meshes the boundary of the
-eps-shell, so every sheet comes out twice (faces ~2x, Chamfer ~eps, open sheets become closed
+on ``udf - eps`` at the same resolution (eps = ``--mc-eps`` cells, default 1; at half a cell
+the shell is thinner than the grid spacing and breaks up into blobs around single samples).
+It meshes the boundary of the eps-shell, so every sheet comes out twice (faces ~2x, Chamfer ~eps, open sheets become closed
 pancakes), and an eps above 1% of the diagonal fails the F-score outright.
 
     python bench/udf.py [--depth 7 8] [--reps 3] [--mc-eps 1.0] [--threads N]

@@ -7,8 +7,9 @@ surface with; everything below uses values and gradients only:
 1. **Adaptive octree.** Level ``coarse_depth`` is evaluated at every cell centre; a cell is
    subdivided only while its centre reads at most ``safety * half-diagonal + threshold`` (for a
    1-Lipschitz field whose surface reads <= threshold, a surface through the cell forces that).
-   The leaves that survive to ``depth`` are the active cells. All leaves live on the finest grid: the octree only prunes empty space,
-   so the connectivity step below works on one uniform grid of leaves and needs no balancing.
+   The leaves that survive to ``depth`` are the active cells. All leaves live on the finest
+   grid: the octree only prunes empty space, so the connectivity step below works on one
+   uniform grid of leaves and needs no balancing.
 2. **Projection.** Each grid node of an active cell is projected onto the surface along its
    gradient, ``q = p - udf(p) * g / |g|`` (stepped back by ``udf(q) / 2`` where that is lower:
    a field with a floor m > 0 overshoots by m). A projection is valid when the gradient is not
