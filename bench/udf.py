@@ -8,8 +8,9 @@ the exact mean distance of mesh samples to the surface (the UDF at them), F-scor
 ground-truth bounding-box diagonal, normal consistency. For comparison, sparse marching cubes
 on ``udf - eps`` at the same resolution (eps = ``--mc-eps`` cells, default 1; at half a cell
 the shell is thinner than the grid spacing and breaks up into blobs around single samples).
-It meshes the boundary of the eps-shell, so every sheet comes out twice (faces ~2x, Chamfer ~eps, open sheets become closed
-pancakes), and an eps above 1% of the diagonal fails the F-score outright.
+It meshes the boundary of the eps-shell, so every sheet comes out twice (faces ~2x, Chamfer
+~eps, open sheets become closed pancakes), and an eps above 1% of the diagonal fails the
+F-score outright.
 
     python bench/udf.py [--depth 7 8] [--reps 3] [--mc-eps 1.0] [--threads N]
 """
