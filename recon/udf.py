@@ -62,7 +62,7 @@ class UdfConfig:
     """Queries per step from the pool jittered by ``band_sigma``."""
     space_batch: int = 2048
     """Queries per step from the pool uniform in the cube."""
-    near_knn: int = 10
+    near_knn: int = 20
     """The fine jitter's standard deviation is the distance to this nearest neighbour."""
     band_sigma: float = 0.08
     """Standard deviation of the band jitter, in normalised units."""
@@ -78,7 +78,7 @@ class UdfConfig:
     """Weight of the distance regression on both jittered pools."""
     w_space: float = 3e2
     """Weight of the distance regression on the uniform pool."""
-    w_eikonal: float = 2.0
+    w_eikonal: float = 10.0
     """Weight of the eikonal term (queries farther than ``min_gradient_distance`` only)."""
     w_direction: float = 5.0
     """Weight of the gradient-direction term (same queries)."""
@@ -120,7 +120,8 @@ def _udf_config(steps: int, levels: int, finest: int, log2_table: int, batch: in
 
 # Measured on 50k points of a T-shirt on 2 shared CPU cores: fast 10 s, balanced 22 s, quality
 # 115 s (mean f on the true surface 0.0014 / 0.0008 / 0.0007, mean |f - d| within 0.2 of it
-# 0.0065 / 0.0052 / 0.0027, normalised units). Per step the cost grows with batch x levels; the grids are those of the SDF presets.
+# 0.0065 / 0.0052 / 0.0027, normalised units; measured with w_eikonal 2 and near_knn 10, which on
+# the analytic disc and sphere gave slightly worse gradients than the present defaults). Per step the cost grows with batch x levels; the grids are those of the SDF presets.
 UDF_PRESETS: dict[str, UdfConfig] = {
     "fast": _udf_config(150, 8, 128, 15, 8192, 32),
     "balanced": _udf_config(300, 12, 512, 17, 8192, 32),
