@@ -118,10 +118,11 @@ def _udf_config(steps: int, levels: int, finest: int, log2_table: int, batch: in
                      surface_batch=batch // 4, near_batch=batch // 4, band_batch=batch // 4, space_batch=batch // 4)
 
 
-# Measured on 50k points of a T-shirt on 2 shared CPU cores: fast 10 s, balanced 22 s, quality
-# 115 s (mean f on the true surface 0.0014 / 0.0008 / 0.0007, mean |f - d| within 0.2 of it
-# 0.0065 / 0.0052 / 0.0027, normalised units; measured with w_eikonal 2 and near_knn 10, which on
-# the analytic disc and sphere gave slightly worse gradients than the present defaults). Per step the cost grows with batch x levels; the grids are those of the SDF presets.
+# Measured on 50k points of a T-shirt on 2 CPU cores, idle: fast 6.6 s, balanced 8.9 s (mean f
+# on the true surface 0.0021 / 0.0009, mean |f - d| within 0.2 of it 0.0060 / 0.0042, normalised
+# units); under load from other jobs 10 s / 22 s. Quality took 115 s under load (0.0007 / 0.0027,
+# with the earlier w_eikonal 2, near_knn 10). A balanced batch of 16384 gave 12.5 s for 0.0040.
+# Per step the cost grows with batch x levels; the grids are those of the SDF presets.
 UDF_PRESETS: dict[str, UdfConfig] = {
     "fast": _udf_config(150, 8, 128, 15, 8192, 32),
     "balanced": _udf_config(300, 12, 512, 17, 8192, 32),
