@@ -50,6 +50,7 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
+from meshing.marching_cubes import check_bounds
 from meshing.mesh import Mesh
 
 Field = Callable[[torch.Tensor], torch.Tensor]
@@ -139,16 +140,7 @@ class _Evaluator:
 def _check_args(bounds, depth, threshold, chunk_size, coarse_depth, safety, svd_threshold):
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or not 1 <= depth <= 12:
         raise ValueError(f"expected depth to be an int in [1, 12], got {depth!r}")
-    try:
-        b = np.asarray(bounds, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"expected bounds as ((x0, y0, z0), (x1, y1, z1)), got {bounds!r}"
-        ) from None
-    if b.shape != (2, 3) or not np.all(np.isfinite(b)) or not np.all(b[1] > b[0]):
-        raise ValueError(
-            f"expected bounds as ((x0, y0, z0), (x1, y1, z1)) with finite lo < hi, got {bounds!r}"
-        )
+    b = check_bounds(bounds)
     if threshold is not None and not (np.isfinite(threshold) and threshold > 0):
         raise ValueError(f"expected threshold > 0 or None, got {threshold!r}")
     if chunk_size < 1:

@@ -157,13 +157,8 @@ _EDGE_AXIS = np.argmax(_CORNERS[_EDGES[:, 1]] - _CORNERS[_EDGES[:, 0]], axis=1) 
 # --------------------------------------------------------------------------------------------
 
 
-def _check_args(bounds, resolution, level, chunk_size, coarse_resolution):
-    if (
-        isinstance(resolution, bool)
-        or not isinstance(resolution, (int, np.integer))
-        or resolution < 2
-    ):
-        raise ValueError(f"expected resolution to be an int >= 2, got {resolution!r}")
+def check_bounds(bounds) -> np.ndarray:
+    """``bounds`` as a (2, 3) float64 array ``(lo, hi)``; ValueError unless finite with lo < hi."""
     try:
         b = np.asarray(bounds, dtype=np.float64)
     except (TypeError, ValueError):
@@ -174,6 +169,17 @@ def _check_args(bounds, resolution, level, chunk_size, coarse_resolution):
         raise ValueError(
             f"expected bounds as ((x0, y0, z0), (x1, y1, z1)) with finite lo < hi, got {bounds!r}"
         )
+    return b
+
+
+def _check_args(bounds, resolution, level, chunk_size, coarse_resolution):
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, (int, np.integer))
+        or resolution < 2
+    ):
+        raise ValueError(f"expected resolution to be an int >= 2, got {resolution!r}")
+    b = check_bounds(bounds)
     if not np.isfinite(level):
         raise ValueError(f"expected a finite level, got {level!r}")
     if chunk_size < 1:

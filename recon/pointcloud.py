@@ -19,9 +19,8 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -111,8 +110,9 @@ def estimate_unoriented_normals(points: np.ndarray, knn: int) -> np.ndarray:
     return np.asarray(pc.normals)
 
 
-def _knn_sigma(points: np.ndarray, k: int) -> np.ndarray:
-    tree = cKDTree(points)
+def knn_sigma(points: np.ndarray, k: int, tree: cKDTree | None = None) -> np.ndarray:
+    """Distance of each point to its k-th nearest neighbour, clipped to [1e-3, 0.1] (jitter scale)."""
+    tree = cKDTree(points) if tree is None else tree
     k = min(k, len(points) - 1)
     d, _ = tree.query(points, k=k + 1, workers=-1)
     return np.clip(d[:, -1], 1e-3, 0.1)
@@ -154,13 +154,13 @@ def _finest_cell(model: DistanceField) -> float:
 
 def fit_sdf(
     points: np.ndarray,
-    normals: Optional[np.ndarray] = None,
+    normals: np.ndarray | None = None,
     config: DigsConfig = DigsConfig(),
     *,
     device: str | torch.device = "cpu",
     progress: ProgressFn = no_progress,
-    cancel: Optional[CancelToken] = None,
-    checkpoint_path: Optional[os.PathLike] = None,
+    cancel: CancelToken | None = None,
+    checkpoint_path: os.PathLike | None = None,
 ) -> DistanceField:
     """Fit an SDF to ``points`` (n, 3) in [-1, 1]^3, optionally with oriented ``normals`` (n, 3).
 
@@ -185,7 +185,7 @@ def fit_sdf(
     if normals is None and config.estimate_normals and config.w_normal > 0:
         normals = estimate_unoriented_normals(points, config.normal_knn)
 
-    sigma = _knn_sigma(points, config.near_knn)
+    sigma = knn_sigma(points, config.near_knn)
     near_q = near_d = None
     if config.w_distance > 0:
         near_q, near_d = _near_pool(points, normals, sigma, oriented, config.near_pool, rng)

@@ -39,7 +39,7 @@ from scipy.spatial import cKDTree
 
 from recon.encodings.hash_grid import HashGridConfig
 from recon.fields.hash_udf import HashUDF, HashUDFConfig
-from recon.pointcloud import estimate_unoriented_normals
+from recon.pointcloud import estimate_unoriented_normals, knn_sigma
 from recon.progress import CancelToken, ProgressEvent, ProgressFn, no_progress
 from recon.training import config_fingerprint, cosine_lr, load_checkpoint, save_checkpoint
 
@@ -130,12 +130,6 @@ UDF_PRESETS: dict[str, UdfConfig] = {
 }
 
 
-def _knn_sigma(tree: cKDTree, points: np.ndarray, k: int) -> np.ndarray:
-    k = min(k, len(points) - 1)
-    d, _ = tree.query(points, k=k + 1, workers=-1)
-    return np.clip(d[:, -1], 1e-3, 0.1)
-
-
 def _targets(tree: cKDTree, points, normals, q) -> tuple[np.ndarray, np.ndarray]:
     """Distance of each query to the input and the unit direction away from it (0 on the input)."""
     dist, nearest = tree.query(q, workers=-1)
@@ -217,7 +211,7 @@ def fit_udf(
     if normals is None and config.estimate_normals:
         normals = estimate_unoriented_normals(points, config.normal_knn)
     tree = cKDTree(points)
-    sigma = _knn_sigma(tree, points, config.near_knn)
+    sigma = knn_sigma(points, config.near_knn, tree)
 
     def tensor(a):
         return torch.as_tensor(a, dtype=torch.float32, device=device)
