@@ -74,6 +74,11 @@ class UDFExtractStats:
     leaves: int = 0
     """Active cells at the finest level."""
     crossed_edges: int = 0
+    threshold: float = 0.0
+    """The surface threshold used (the given one, or the adaptive default)."""
+    nonmanifold_faces: int = 0
+    """Faces dropped because they shared an edge with two or more others (0 on exact UDFs; a
+    fitted field whose valley is blurred over a cell produces a few where sheets nearly touch)."""
     seconds: float = 0.0
 
 
@@ -172,9 +177,10 @@ def extract_udf(
     field: maps (n, 3) float32 points on ``device`` to (n,) unsigned distances (>= 0, world
     units). Gradients are taken with autograd, or by central differences if the output does not
     require grad. bounds: world box; depth: octree depth, i.e. 2**depth finest cells per axis.
-    threshold: field value (world units) under which a point counts as on the surface (default
-    a quarter of the finest cell's smallest edge). For a neural field whose minimum m does not
-    reach zero, pass a threshold comfortably above m. coarse_depth: first octree level,
+    threshold: field value (world units) under which a point counts as on the surface. Default:
+    a quarter of the finest cell's smallest edge, raised for a fitted field whose minimum does
+    not reach zero to twice the median of what it reads at the projections of the nodes within
+    a cell of the surface (at most half a cell). coarse_depth: first octree level,
     evaluated everywhere. safety: assumed Lipschitz bound of the field when pruning octree
     cells. svd_threshold: relative eigenvalue cut-off of the QEF solve. stats: if given, a
     ``UDFExtractStats`` filled in. The field is also evaluated up to a fifth of a cell outside
@@ -198,7 +204,7 @@ def extract_udf(
     st.cells_per_level = []  # a reused stats object describes the latest call only
 
     cells = _octree_leaves(ev, lo, step, depth, min(coarse_depth, depth), safety, thr, st)
-    mesh = _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st)
+    mesh = _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st, adaptive=threshold is None)
     st.evaluations, st.gradient_evaluations = ev.count, ev.grad_count
     st.seconds = time.perf_counter() - t0
     return mesh
@@ -229,8 +235,9 @@ def _octree_leaves(ev, lo, step, depth, coarse_depth, safety, thr, st) -> np.nda
         level += 1
 
 
-def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st) -> Mesh:
+def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st, adaptive) -> Mesh:
     n1 = n + 1
+    h_min = float(step.min())
     # Nodes: corners of active cells, gradients taken once per node.
     corner_idx = (cells[:, None, :] + _CORNERS[None]).reshape(-1, 3)
     corner_ids = (corner_idx[:, 0] * n1 + corner_idx[:, 1]) * n1 + corner_idx[:, 2]
@@ -253,6 +260,14 @@ def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st) -> Mesh:
     u_back = ev.values(q_back)
     back = u_back < u_q
     q[back], u_q[back] = q_back[back], u_back[back]
+    if adaptive:
+        # The floor of a fitted field: what it reads where projections from within a cell land.
+        # Exact fields read ~0 there and keep the default; the cap keeps a poor field from
+        # turning its whole valley into surface.
+        near = u < h_min
+        if near.any():
+            thr = float(np.clip(2.0 * np.median(u_q[near]), thr, 0.5 * h_min))
+    st.threshold = thr
     ok &= u_q <= thr
     vert, has_vert = _solve_qef(cells, q, nrm, ok, corner_of, lo, step, svd_threshold)
     st.leaves = len(cells)
@@ -317,6 +332,7 @@ def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st) -> Mesh:
         ring.append(k)
     quads = np.stack(ring, 1)
     faces = _triangulate(quads, vert)
+    faces, st.nonmanifold_faces = _drop_nonmanifold(faces)
     faces = _orient(faces)
     used, faces = np.unique(faces, return_inverse=True)
     return Mesh(vert[used], faces.reshape(-1, 3))
@@ -365,6 +381,17 @@ def _triangulate(quads: np.ndarray, vert: np.ndarray) -> np.ndarray:
     return np.concatenate(tris).astype(np.int64)
 
 
+def _drop_nonmanifold(faces: np.ndarray) -> tuple[np.ndarray, int]:
+    """Remove every face on an edge used by more than two faces; returns (faces, removed)."""
+    if len(faces) == 0:
+        return faces, 0
+    und = np.sort(np.stack([faces, np.roll(faces, -1, 1)], 2).reshape(-1, 2), 1)
+    nv = np.int64(faces.max() + 1)
+    _, eid, counts = np.unique(und[:, 0] * nv + und[:, 1], return_inverse=True, return_counts=True)
+    bad = (counts[eid] > 2).reshape(-1, 3).any(1)
+    return faces[~bad], int(bad.sum())
+
+
 def _orient(faces: np.ndarray) -> np.ndarray:
     """Flip faces so that neighbours traverse shared edges in opposite directions."""
     if len(faces) == 0:
@@ -390,6 +417,8 @@ def _orient(faces: np.ndarray) -> np.ndarray:
     roots = np.unique(labels, return_index=True)[1]
     for root in roots:
         order, pred = breadth_first_order(graph, root, directed=False)
+        if len(order) < 2:  # a lone face: nothing to agree with
+            continue
         # Visit in BFS order: each face takes its parent's flip, toggled when the pair disagrees.
         parent = pred[order[1:]]
         r = np.asarray(rel[order[1:], parent]).ravel() == 2

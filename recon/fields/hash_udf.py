@@ -4,7 +4,9 @@ Why ``abs`` rather than softplus or ReLU on the output: |s| has gradient norm |g
 everywhere, so the eikonal and gradient-direction terms stay meaningful right up to the
 surface and f reaches exactly 0 on it, whereas softplus(s) only approaches 0 as s -> -inf, where
 its gradient vanishes, and ReLU(s) has no gradient at all wherever s < 0. The kink of |s| at the
-surface is the kink every UDF has there.
+surface is the kink every UDF has there. The price of ``abs`` is that s may change sign anywhere,
+and every sign change is a zero sheet of f; the fit therefore keeps s >= 0 with a penalty on the
+raw output, which training mode exposes as ``last_raw``.
 
 Initialisation: the geometric initialisation of HashSDF with bias ``-sphere_radius`` gives
 roughly s ~ |x| - r (coarsely, for a small MLP), so f starts near the UDF of a sphere of radius r; the default r = 0 starts from the
@@ -37,4 +39,7 @@ class HashUDF(HashSDF):
 
     def _mlp(self, h: Tensor) -> Tensor:
         # forward and forward_with_gradient both go through here, so the gradient is that of |s|.
-        return super()._mlp(h).abs()
+        s = super()._mlp(h)
+        if self.training:
+            self.last_raw = s  # the fit penalises s < 0 (see UdfConfig.w_sign)
+        return s.abs()

@@ -7,66 +7,19 @@ import pytest
 import torch
 
 from meshing import mesh as M
+from meshing.analytic import (
+    SHAPES,
+    R,
+    hemisphere_udf,
+    sphere_samples,
+    sphere_udf,
+)
 from meshing.dualmesh_udf import UDFExtractStats, extract_udf
 from meshing.metrics import chamfer_l1, f_score, normal_consistency, point_to_mesh
 
-R = 0.5
 DEPTH = 7
 CELL = 2.0 / 2**DEPTH  # finest cell edge over the default bounds (the lattice is ~0.2% wider)
-
-
-# --- analytic UDFs (torch) and dense samples of their surfaces (numpy) ------------------------
-
-
-def sphere_udf(x):
-    return (x.norm(dim=1) - R).abs()
-
-
-def hemisphere_udf(x):
-    """Upper half (z >= 0) of the sphere of radius R; below the equator the rim is nearest."""
-    rho = torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2)
-    rim = torch.sqrt((rho - R) ** 2 + x[:, 2] ** 2)
-    return torch.where(x[:, 2] >= 0, (x.norm(dim=1) - R).abs(), rim)
-
-
-def disc_udf(x):
-    """Flat disc of radius R in the z = 0 plane."""
-    rho = torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2)
-    return torch.sqrt(torch.clamp(rho - R, min=0) ** 2 + x[:, 2] ** 2)
-
-
-def patch_udf(x):
-    """Square [-R, R]^2 in the z = 0 plane."""
-    dx = torch.clamp(x[:, 0].abs() - R, min=0)
-    dy = torch.clamp(x[:, 1].abs() - R, min=0)
-    return torch.sqrt(dx**2 + dy**2 + x[:, 2] ** 2)
-
-
-def sphere_samples(n, rng, upper_only=False):
-    d = rng.normal(size=(n, 3))
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    if upper_only:
-        d[:, 2] = np.abs(d[:, 2])
-    return R * d, d
-
-
-def disc_samples(n, rng):
-    rho, phi = R * np.sqrt(rng.random(n)), 2 * np.pi * rng.random(n)
-    p = np.stack([rho * np.cos(phi), rho * np.sin(phi), np.zeros(n)], 1)
-    return p, np.tile([0.0, 0.0, 1.0], (n, 1))
-
-
-def patch_samples(n, rng):
-    p = np.concatenate([rng.uniform(-R, R, (n, 2)), np.zeros((n, 1))], 1)
-    return p, np.tile([0.0, 0.0, 1.0], (n, 1))
-
-
-CASES = {
-    "hemisphere": (hemisphere_udf, lambda n, g: sphere_samples(n, g, upper_only=True)),
-    "disc": (disc_udf, disc_samples),
-    "patch": (patch_udf, patch_samples),
-    "sphere": (sphere_udf, sphere_samples),
-}
+CASES = SHAPES
 
 
 @pytest.fixture(scope="module")
@@ -234,8 +187,9 @@ def test_field_far_from_zero_raises():
     # Pruned away by the octree ...
     with pytest.raises(ValueError, match="never comes within .* of zero: no surface"):
         extract_udf(lambda x: x.norm(dim=1) * 0 + 0.7, depth=6)
-    # ... or close enough to keep leaves, but never within the threshold (a quarter cell).
-    with pytest.raises(ValueError, match=r"never comes within 0\.0078\d* of zero: no surface"):
+    # ... or close enough to keep leaves, but never within the threshold (a floor of 0.02 raises
+    # the default from a quarter cell up to its cap, half a cell, 0.0157 here).
+    with pytest.raises(ValueError, match=r"never comes within 0\.01[56]\d* of zero: no surface"):
         extract_udf(lambda x: sphere_udf(x) + 0.02, depth=6)
     # A threshold above the floor accepts the offset sheet, and the projection's step back
     # puts the vertices on it although each first projection overshoots by 0.02 (2/3 cell).
@@ -263,3 +217,27 @@ def test_chunking_does_not_change_the_mesh():
     b = extract_udf(sphere_udf, depth=5, chunk_size=777)
     np.testing.assert_array_equal(a.faces, b.faces)
     np.testing.assert_allclose(a.vertices, b.vertices)
+
+
+def test_exact_fields_keep_the_default_threshold_and_lose_no_faces(meshes):
+    for name, (_, stats) in meshes.items():
+        assert stats.nonmanifold_faces == 0, name
+        assert stats.threshold == pytest.approx(0.25 * 2 / 2**DEPTH, rel=0.05), name
+
+
+def test_threshold_rises_to_the_floor_of_a_fitted_field():
+    # A floor of 0.004 (a quarter cell at depth 7 is 0.0039): the default would leave holes
+    # wherever the floor is above it; the adaptive threshold reads the floor at the projections.
+    stats = UDFExtractStats()
+    mesh = extract_udf(lambda x: sphere_udf(x) + 0.004, depth=DEPTH, stats=stats)
+    assert 0.004 < stats.threshold <= 0.5 * 2.01 / 2**DEPTH
+    assert M.is_watertight(mesh) and M.is_edge_manifold(mesh)
+
+
+def test_faces_on_overused_edges_are_dropped():
+    from meshing.dualmesh_udf import _drop_nonmanifold
+
+    # Three triangles on the edge (0, 1) (a fin) plus one ordinary neighbour of the first.
+    faces = np.array([[0, 1, 2], [1, 0, 3], [0, 1, 4], [2, 1, 5]])
+    kept, removed = _drop_nonmanifold(faces)
+    assert removed == 3 and kept.tolist() == [[2, 1, 5]]
