@@ -220,3 +220,27 @@ def mesh_stats(mesh: Mesh) -> dict:
         "volume": mesh_ops.volume(mesh) if watertight else None,
         "bbox_diagonal": mesh_ops.bounding_box_diagonal(mesh),
     }
+
+
+def psnr(pred, target, mask=None, max_value: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB: ``10 log10(max_value^2 / MSE)`` over all channels.
+
+    ``pred`` and ``target`` are images (or stacks of them) of equal shape, in the same units as
+    ``max_value`` (1.0 for float images in [0, 1]). ``mask`` (the images' shape without the
+    channel axis) restricts the mean to pixels where it is > 0.5. Identical images give inf.
+    """
+    a, b = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"expected two non-empty images of the same shape, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("expected finite pixel values, got NaN or inf")
+    err = (a - b) ** 2
+    if mask is not None:
+        m = np.asarray(mask) > 0.5
+        if m.shape != a.shape[: m.ndim]:
+            raise ValueError(f"expected a mask of shape {a.shape[:-1]}, got {m.shape}")
+        if not m.any():
+            raise ValueError("expected a mask with at least one pixel set, got none")
+        err = err[m]
+    mse = float(err.mean())
+    return float("inf") if mse == 0 else float(10.0 * np.log10(max_value**2 / mse))

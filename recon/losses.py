@@ -1,4 +1,5 @@
-"""Loss terms for fitting distance fields to points (DiGS / SIREN / IGR family).
+"""Loss terms for fitting distance fields to points (DiGS / SIREN / IGR family) and to posed
+images (NeuS: colour, squared eikonal and mask terms, at the end of the file).
 
 All terms are means over their sample sets, so their weights do not depend on batch size.
 Distances are in the normalised cube's units.
@@ -6,7 +7,7 @@ Distances are in the normalised cube's units.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -81,3 +82,27 @@ def anneal(fraction: float, knots: tuple[tuple[float, float], ...]) -> float:
         if fraction <= t1:
             return float(w1 if t1 == t0 else w0 + (w1 - w0) * (fraction - t0) / (t1 - t0))
     return float(knots[-1][1])
+
+
+# ------------------------------------------------------------------------------------------------
+# Multi-view (NeuS) terms: colours and opacities of rendered rays against pixels and masks.
+# ------------------------------------------------------------------------------------------------
+
+
+def color_l1_term(rgb: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute colour error of rendered rays (NeuS's photometric loss), colours in [0, 1]."""
+    return (rgb - target).abs().mean()
+
+
+def eikonal_l2_term(grad: Tensor) -> Tensor:
+    """Mean (||grad f|| - 1)^2, the squared eikonal form of IGR and NeuS."""
+    return ((grad.norm(dim=-1) - 1.0) ** 2).mean()
+
+
+def mask_bce_term(opacity: Tensor, mask: Tensor, eps: float = 1e-3) -> Tensor:
+    """Binary cross-entropy of a ray's accumulated opacity against the mask value of its pixel.
+
+    Opacities are clamped into [eps, 1 - eps] so that a fully transparent or opaque ray keeps a
+    finite loss and gradient.
+    """
+    return torch.nn.functional.binary_cross_entropy(opacity.clamp(eps, 1.0 - eps), mask)

@@ -35,7 +35,7 @@ def _progress_bar(quiet: bool):
         bar.total = ev.total
         bar.n = ev.step
         if ev.losses:
-            bar.set_postfix({k: f"{v:.3g}" for k, v in ev.losses.items() if k in ("total", "surface", "eikonal")},
+            bar.set_postfix({k: f"{v:.3g}" for k, v in ev.losses.items() if k in ("total", "surface", "eikonal", "psnr")},
                             refresh=False)
         bar.refresh()
 
@@ -60,9 +60,17 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     if not Path(args.input).exists():
         print(f"error: input file not found: {args.input}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.method != "neus" and (Path(args.input).is_dir() or Path(args.input).suffix.lower() in (".json", ".zip")):
+        print(f"error: {args.input} looks like posed images; reconstruct them with --method neus", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.method == "neus" and not args.quiet:
+        held = f"views 0, {args.holdout_every}, ... held out for PSNR" if args.holdout_every > 0 else "no view held out"
+        print(f"neus: fitting a surface to the posed images in {args.input} ({args.preset} preset, {held}); "
+              f"on a CPU this takes minutes", file=sys.stderr)
     try:
         spec = JobSpec(method=args.method, extractor=args.extractor, preset=args.preset, resolution=args.resolution, formats=[fmt],
-                       seed=args.seed, max_fit_points=args.max_fit_points, device=args.device)
+                       seed=args.seed, max_fit_points=args.max_fit_points, device=args.device,
+                       holdout_every=args.holdout_every)
     except ValidationError as e:
         err = e.errors()[0]
         where = f"{err['loc'][-1]}: " if err["loc"] else ""
@@ -81,7 +89,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         return EXIT_CANCELLED
     except (ValueError, OSError) as e:
         close()
-        print(f"error: {e}", file=sys.stderr)
+        hint = " (posed images? reconstruct them with --method neus)" if args.method != "neus" and "poses" in str(e) else ""
+        print(f"error: {e}{hint}", file=sys.stderr)
         return EXIT_BAD_INPUT
     _report(result.metrics, result.mesh, out, args.metrics_json, args.quiet)
     return EXIT_OK
@@ -97,6 +106,10 @@ def _report(metrics: dict, mesh, out: Path, metrics_json: Optional[str], quiet: 
     inp = metrics.get("input", {})
     if inp:
         print("input points -> mesh: " + ", ".join(f"{k}={inp[k]:.4g}" for k in inp if k.startswith("distance_")))
+    views = metrics.get("views", {})
+    if "psnr_test" in views:
+        print(f"held-out views: PSNR {views['psnr_test']:.2f} dB over {views['n_test']} views "
+              f"(fitted on {views['n_train']})")
     gt = metrics.get("ground_truth")
     if gt:
         print("vs ground truth: " + ", ".join(f"{k}={v:.4g}" for k, v in gt.items()))
@@ -127,12 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("reconstruct", help="reconstruct a mesh from a point cloud file")
-    r.add_argument("input", help="point cloud: .ply .xyz .txt .npy .npz .obj .las .laz")
+    r = sub.add_parser("reconstruct", help="reconstruct a mesh from a point cloud file or posed images")
+    r.add_argument("input", help="point cloud: .ply .xyz .txt .npy .npz .obj .las .laz; with --method neus, posed "
+                                 "images: a directory (NeuS cameras_sphere.npz, transforms.json or COLMAP sparse/), a "
+                                 "transforms.json, a NeRF-style .npz (images, poses, focal) or a .zip of a directory")
     r.add_argument("-o", "--output", required=True, help="output mesh: .ply .obj .glb or .stl")
-    r.add_argument("--method", choices=["digs", "poisson", "udf"], default="digs",
+    r.add_argument("--method", choices=["digs", "poisson", "udf", "neus"], default="digs",
                    help="digs: neural SDF (closed surfaces); poisson: screened Poisson; udf: neural unsigned "
-                        "distance field (open surfaces: garments, leaves, single-sided scans)")
+                        "distance field (open surfaces: garments, leaves, single-sided scans); neus: coloured "
+                        "surface from posed images (NeuS volume rendering of a hash-grid SDF)")
     r.add_argument("--extractor", choices=["marching_cubes", "dualmesh_udf"], default=None,
                    help="mesh extraction (default: marching_cubes for digs, dualmesh_udf for udf)")
     r.add_argument("--preset", choices=["fast", "balanced", "quality"], default="balanced")
@@ -142,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-fit-points", type=int, default=None, help="subsample the input to this many points for fitting")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    r.add_argument("--holdout-every", type=int, default=8, metavar="K",
+                   help="neus: leave every K-th view out of the fit and report PSNR on it (0: use all views)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     r.set_defaults(func=_cmd_reconstruct)
 
@@ -154,9 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=_cmd_evaluate)
 
-    from service import admin, client, serve
+    from service import admin, client, dispatch_main, serve
 
     serve.add_parser(sub)
+    dispatch_main.add_parser(sub)
     client.add_parsers(sub)
     admin.add_parser(sub)
     return p

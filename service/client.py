@@ -299,10 +299,10 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub) -> None:
     """Register ``submit``, ``jobs`` and ``cancel`` on the CLI's subparsers."""
-    s = sub.add_parser("submit", help="submit point clouds to a surfrecon server")
-    s.add_argument("files", nargs="+", help="point cloud files, one job each")
+    s = sub.add_parser("submit", help="submit point clouds (or image-set zips) to a surfrecon server")
+    s.add_argument("files", nargs="+", help="point cloud files (or, with --method neus, .zip image sets), one job each")
     _connection_args(s)
-    s.add_argument("--method", choices=["digs", "poisson", "udf"], default=None)
+    s.add_argument("--method", choices=["digs", "poisson", "udf", "neus"], default=None)
     s.add_argument("--extractor", choices=["marching_cubes", "dualmesh_udf"], default=None)
     s.add_argument("--preset", choices=["fast", "balanced", "quality"], default=None)
     s.add_argument("--format", action="append", default=None, help="mesh format(s): ply obj glb stl (repeat or comma)")

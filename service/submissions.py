@@ -69,7 +69,16 @@ async def _read_form(ctx: ServiceContext, request: Request, *, max_files: int) -
 async def _validated(ctx: ServiceContext, part: FilePart, kind: str) -> None:
     s = ctx.settings
     await validate_file(part, kind=kind, full=s.validate_inputs, max_points=s.max_input_points,
-                        limiter=ctx.validation_limiter)
+                        limiter=ctx.validation_limiter, scratch=s.scratch_dir,
+                        max_archive_bytes=s.max_archive_bytes, max_archive_members=s.max_archive_members)
+
+
+def input_kind(spec: dict) -> str:
+    """The upload kind a job's method reads: an image-set archive for 'neus', else a point cloud."""
+    return "images" if spec.get("method") == "neus" else "points"
+
+
+_KIND_NAMES = {"points": "a point cloud", "images": "an image set", "mesh": "a mesh"}
 
 
 def _reject_unknown(form: Form, *, fields: set[str], files: set[str]) -> None:
@@ -123,8 +132,10 @@ def _check_quota(ctx: ServiceContext, principal: Principal, adding: int) -> None
 
 def _resolve(ctx: ServiceContext, principal: Principal, body: JobCreate) -> tuple[NewJob, str]:
     up = ctx.store.get_upload(owner=principal.owner, upload_id=body.upload_id)
-    if up.kind != "points":
-        raise Problem(422, "validation_error", f"upload {up.id!r} is a {up.kind}, expected a point cloud")
+    want = input_kind(body.spec.model_dump(mode="json"))
+    if up.kind != want:
+        raise Problem(422, "validation_error", f"upload {up.id!r} is {_KIND_NAMES.get(up.kind, up.kind)}, method "
+                      f"{body.spec.method!r} expects {_KIND_NAMES[want]}")
     gt: Optional[Upload] = None
     if body.gt_upload_id is not None:
         gt = ctx.store.get_upload(owner=principal.owner, upload_id=body.gt_upload_id)
@@ -159,12 +170,13 @@ async def submit_job(ctx: ServiceContext, request: Request, *, principal: Princi
         if prior is not None:
             return prior
         await anyio.to_thread.run_sync(_check_quota, ctx, principal, 1)
-        await _validated(ctx, inputs[0], "points")
+        kind = input_kind(spec)
+        await _validated(ctx, inputs[0], kind)
         if gts:
             await _validated(ctx, gts[0], "mesh")
 
         def store_and_enqueue() -> Submitted:
-            up = store_upload(ctx.store, ctx.artifacts, inputs[0], owner=principal.owner, kind="points")
+            up = store_upload(ctx.store, ctx.artifacts, inputs[0], owner=principal.owner, kind=kind)
             gt = store_upload(ctx.store, ctx.artifacts, gts[0], owner=principal.owner, kind="mesh") if gts else None
             nj = NewJob(spec=spec, input=upload_ref(up), ground_truth=upload_ref(gt) if gt else None)
             return _enqueue(ctx, principal, [nj], key=key, digest=digest, as_batch=False)
@@ -206,11 +218,12 @@ async def submit_batch(ctx: ServiceContext, request: Request, *, principal: Prin
         if prior is not None:
             return prior
         await anyio.to_thread.run_sync(_check_quota, ctx, principal, len(form.files))
+        kind = input_kind(spec)
         for f in form.files:
-            await _validated(ctx, f, "points")
+            await _validated(ctx, f, kind)
 
         def store_and_enqueue() -> Submitted:
-            ups = [store_upload(ctx.store, ctx.artifacts, f, owner=principal.owner, kind="points") for f in form.files]
+            ups = [store_upload(ctx.store, ctx.artifacts, f, owner=principal.owner, kind=kind) for f in form.files]
             jobs = [NewJob(spec=spec, input=upload_ref(u)) for u in ups]
             return _enqueue(ctx, principal, jobs, key=key, digest=digest, as_batch=True)
 
@@ -224,7 +237,7 @@ def _batch_hash(digests: list[str]) -> str:
 
 
 async def receive_upload(ctx: ServiceContext, request: Request, *, principal: Principal, kind: str) -> Upload:
-    """POST /v1/uploads: one ``file`` part, validated as a point cloud or a mesh."""
+    """POST /v1/uploads: one ``file`` part, validated as a point cloud, a mesh or an image set."""
     if _media_type(request) != "multipart/form-data":
         raise Problem(415, "unsupported_media_type", "expected multipart/form-data with a 'file' part")
     form = await _read_form(ctx, request, max_files=1)

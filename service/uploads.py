@@ -7,7 +7,10 @@ and the byte count is checked as it grows, so a body over ``max_upload_bytes`` i
 Input files are validated at submission: a point cloud is loaded with
 ``recon.io.load_point_cloud`` in a worker thread, so a malformed file is a 422 with the
 loader's code right away instead of a job that fails later (``validate_inputs=false`` keeps
-only the suffix check, for very large inputs).
+only the suffix check, for very large inputs). An image set (kind ``images``, a ``.zip``) is
+extracted with ``recon.io.archive.safe_extract`` into scratch space under the archive caps and
+checked with ``recon.io.multiview.probe_multiview`` (cameras, counts, image headers; pixels are
+decoded only by the worker).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ FORM_OVERHEAD = 1 << 20
 """Allowance on top of the file cap for multipart boundaries, headers and the spec field."""
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".stl", ".off")
+IMAGE_SET_SUFFIXES = (".zip",)
+"""Image sets arrive as one archive (NeuS folder, transforms.json, COLMAP project or .npz)."""
 
 
 @dataclass
@@ -230,9 +235,37 @@ def _validate_mesh(path: Path, name: str) -> None:
         raise Problem(422, "malformed_file", f"{name}: the ground-truth mesh has no faces")
 
 
+def _validate_images(path: Path, name: str, scratch: Path, max_bytes: int, max_members: int) -> None:
+    from recon.io import InputError
+    from recon.io.archive import detail_within, find_dataset_root, safe_extract
+    from recon.io.multiview import probe_multiview
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix="unzip-") as tmp:
+        try:
+            safe_extract(path, tmp, max_members=max_members, max_total_bytes=max_bytes)
+            probe_multiview(find_dataset_root(Path(tmp)))
+        except InputError as e:  # named after the client's file and the member, not scratch paths
+            raise Problem(422, e.code, f"{name}: {detail_within(e, Path(tmp))}")
+        except (MemoryError, OSError, ValueError) as e:
+            raise Problem(422, "malformed_file", f"{name}: could not read the image set ({type(e).__name__})")
+
+
 async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: int,
-                        limiter: anyio.CapacityLimiter) -> None:
-    """422 problem unless ``part`` is a usable point cloud (kind 'points') or mesh ('mesh')."""
+                        limiter: anyio.CapacityLimiter, scratch: Optional[Path] = None,
+                        max_archive_bytes: int = 2 << 30, max_archive_members: int = 4096) -> None:
+    """422 problem unless ``part`` is a usable point cloud (kind 'points'), mesh ('mesh') or
+    image-set archive ('images')."""
+    if kind == "images":
+        if part.suffix not in IMAGE_SET_SUFFIXES:
+            raise Problem(422, "unsupported_format",
+                          f"{part.filename}: method 'neus' takes posed images as a .zip archive, "
+                          f"got {part.suffix or 'no suffix'!r}")
+        if full:
+            await anyio.to_thread.run_sync(_validate_images, part.path, part.filename,
+                                           scratch or part.path.parent, max_archive_bytes, max_archive_members,
+                                           limiter=limiter)
+        return
     if kind == "mesh":
         if part.suffix not in MESH_SUFFIXES:
             raise Problem(422, "unsupported_format",
@@ -242,6 +275,10 @@ async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: in
         return
     from recon.io import LOADERS
 
+    if part.suffix in IMAGE_SET_SUFFIXES:
+        raise Problem(422, "unsupported_format",
+                      f"{part.filename}: a {part.suffix} archive is an image set, which only method 'neus' "
+                      f"reconstructs; point-cloud methods take one of {', '.join(sorted(LOADERS))}")
     if part.suffix not in LOADERS:
         raise Problem(422, "unsupported_format",
                       f"{part.filename}: expected one of {', '.join(sorted(LOADERS))}, got {part.suffix or 'no suffix'!r}")
@@ -252,7 +289,7 @@ async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: in
 def store_upload(store: JobStore, artifacts: ArtifactStore, part: FilePart, *, owner: str, kind: str) -> Upload:
     """Move a validated scratch file into the artifact store and record it."""
     upload_id = new_id()
-    key = f"uploads/{upload_id}/{'input' if kind == 'points' else 'ground_truth'}{part.suffix}"
+    key = f"uploads/{upload_id}/{'ground_truth' if kind == 'mesh' else 'input'}{part.suffix}"
     artifacts.put_file(part.path, key, move=True)
     return store.add_upload(Upload(id=upload_id, owner=owner, name=part.filename[:255], key=key, kind=kind,
                                    size=part.size, sha256=part.sha256, created_at=utcnow()))

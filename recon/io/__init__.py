@@ -1,18 +1,26 @@
-"""Reading user point clouds: format loaders, validation, normalisation to the unit cube."""
+"""Reading user inputs: point clouds and posed image sets; validation, normalisation."""
 
+from recon.io.archive import ArchiveLimits, safe_extract
 from recon.io.errors import CODES, InputError, InputWarning
+from recon.io.multiview import MultiviewDataset, load_multiview, probe_multiview, validate_dataset
 from recon.io.normalize import Normalization, normalize, subsample
 from recon.io.pointcloud import LOADERS, PointCloud, load_point_cloud, validate_point_cloud
 
 __all__ = [
     "CODES",
     "LOADERS",
+    "ArchiveLimits",
     "InputError",
     "InputWarning",
+    "MultiviewDataset",
     "Normalization",
     "PointCloud",
+    "load_multiview",
     "load_point_cloud",
     "normalize",
+    "probe_multiview",
+    "safe_extract",
     "subsample",
+    "validate_dataset",
     "validate_point_cloud",
 ]

@@ -1,4 +1,4 @@
-"""Errors and warnings raised while reading user-supplied point clouds.
+"""Errors and warnings raised while reading user-supplied inputs (point clouds, image sets).
 
 Every problem caused by the *content* of an input file is reported as ``InputError`` with a
 stable machine-readable ``code`` (the HTTP API maps it to a 422 problem+json response whose
@@ -8,7 +8,6 @@ stable machine-readable ``code`` (the HTTP API maps it to a 422 problem+json res
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
 
 MALFORMED_FILE = "malformed_file"
 """The file cannot be parsed: bad header, unparsable numbers, wrong array shape."""
@@ -23,9 +22,18 @@ TOO_MANY_POINTS = "too_many_points"
 NON_FINITE = "non_finite"
 """NaN or infinite coordinates."""
 DEGENERATE = "degenerate"
-"""All points identical, or all on one line: no surface can be fitted."""
+"""All points identical, or all on one line: no surface can be fitted; for image sets, cameras
+that do not look at a common region (or masks that carve everything away)."""
 NOT_FOUND = "not_found"
-"""The path does not exist or is not a regular file."""
+"""The path does not exist or is not a regular file (or a file a dataset refers to is missing)."""
+UNSAFE_ARCHIVE = "unsafe_archive"
+"""A zip member would land outside the extraction folder (absolute path, ``..``), is a
+symlink or device, or repeats another member's name."""
+IMAGE_TOO_LARGE = "image_too_large"
+"""An image, or an image set as a whole, has more pixels than the loader accepts."""
+ARCHIVE_TOO_LARGE = "archive_too_large"
+"""A zip has too many members, too many (declared or actual) uncompressed bytes, or a
+compression ratio typical of zip bombs."""
 
 CODES = frozenset(
     {
@@ -37,6 +45,9 @@ CODES = frozenset(
         NON_FINITE,
         DEGENERATE,
         NOT_FOUND,
+        UNSAFE_ARCHIVE,
+        ARCHIVE_TOO_LARGE,
+        IMAGE_TOO_LARGE,
     }
 )
 
@@ -51,7 +62,7 @@ class InputError(ValueError):
     """
 
     def __init__(
-        self, detail: str, *, code: str, path: Optional[Union[str, Path]] = None
+        self, detail: str, *, code: str, path: str | Path | None = None
     ) -> None:
         if code not in CODES:
             raise ValueError(f"unknown InputError code {code!r}")
@@ -61,7 +72,7 @@ class InputError(ValueError):
         prefix = f"{Path(self.path).name}: " if self.path is not None else ""
         super().__init__(prefix + detail)
 
-    def with_path(self, path: Union[str, Path]) -> "InputError":
+    def with_path(self, path: str | Path) -> InputError:
         """The same error attributed to ``path`` (used when a helper raised without one)."""
         if self.path is not None:
             return self

@@ -20,7 +20,7 @@ def job_create_body() -> dict[str, Any]:
     return {"required": True, "content": {
         "multipart/form-data": {
             "schema": {"type": "object", "required": ["file"], "properties": {
-                "file": {**_FILE, "description": "Point cloud: .ply .xyz .txt .pts .npy .npz .obj .off .stl .las .laz"},
+                "file": {**_FILE, "description": "Point cloud: .ply .xyz .txt .pts .npy .npz .obj .off .stl .las .laz; for method neus, a .zip of posed images"},
                 "spec": _SPEC_FIELD,
                 "gt_file": {**_FILE, "description": "Optional ground-truth mesh for metrics: .ply .obj .glb .stl .off"},
             }},
@@ -34,7 +34,7 @@ def batch_create_body() -> dict[str, Any]:
     return {"required": True, "content": {
         "multipart/form-data": {
             "schema": {"type": "object", "required": ["file"], "properties": {
-                "file": {"type": "array", "items": _FILE, "description": "One point cloud per job (repeat the part)."},
+                "file": {"type": "array", "items": _FILE, "description": "One input per job (repeat the part): a point cloud, or a .zip of posed images for method neus."},
                 "spec": _SPEC_FIELD,
             }},
             "encoding": {"spec": {"contentType": "application/json"}}},
@@ -46,7 +46,7 @@ def batch_create_body() -> dict[str, Any]:
 def upload_body() -> dict[str, Any]:
     return {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file"], "properties": {
-            "file": {**_FILE, "description": "A point cloud (kind=points) or a mesh (kind=mesh)."}}}}}}
+            "file": {**_FILE, "description": "A point cloud (kind=points), a mesh (kind=mesh) or a .zip of posed images (kind=images)."}}}}}}
 
 
 def add_components(schema: dict[str, Any]) -> dict[str, Any]:

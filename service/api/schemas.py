@@ -41,7 +41,9 @@ class JobCreate(BaseModel):
         {"spec": _SPEC_EXAMPLE, "upload_id": "1f0c3c5e8d5a4f5f9a8f2e1d0c9b8a7f"}]})
 
     spec: JobSpec = Field(default_factory=JobSpec, description="What to reconstruct and how.")
-    upload_id: str = Field(min_length=1, max_length=64, description="Id of an uploaded point cloud.")
+    upload_id: str = Field(min_length=1, max_length=64,
+                           description="Id of an uploaded point cloud (kind=points), or image set (kind=images) "
+                                       "for method neus.")
     gt_upload_id: Optional[str] = Field(None, min_length=1, max_length=64,
                                         description="Id of an uploaded ground-truth mesh (kind=mesh) for metrics.")
 
@@ -136,7 +138,7 @@ class UploadPublic(BaseModel):
 
     id: str
     name: str
-    kind: Literal["points", "mesh"]
+    kind: Literal["points", "mesh", "images"]
     size: int
     sha256: str
     created_at: datetime

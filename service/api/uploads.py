@@ -17,11 +17,12 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
 @router.post("", status_code=201, response_model=UploadPublic, summary="Upload an input file",
              description="Streams the `file` part to storage (refused with 413 past the size cap) and validates "
-                         "it: a point cloud for `kind=points`, a mesh for `kind=mesh`.",
+                         "it: a point cloud for `kind=points`, a mesh for `kind=mesh`, a .zip of posed images "
+                         "(for method `neus`) for `kind=images`.",
              responses=responses(400, 401, 413, 415, 422), openapi_extra={"requestBody": bodies.upload_body()})
 async def create_upload(
     request: Request, response: Response, ctx: CtxDep, principal: PrincipalDep,
-    kind: Annotated[Literal["points", "mesh"], Query(description="What the file holds.")] = "points",
+    kind: Annotated[Literal["points", "mesh", "images"], Query(description="What the file holds.")] = "points",
 ) -> UploadPublic:
     up = await receive_upload(ctx, request, principal=principal, kind=kind)
     response.headers["Location"] = f"/v1/uploads/{up.id}"
