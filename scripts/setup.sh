@@ -21,3 +21,25 @@ fi
 .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
 # Compile the CPU hash-grid kernel now so that the first fit does not wait for it.
 .venv/bin/python -m recon.encodings.build || echo "setup: C++ kernel did not build; the pure-PyTorch path will be used"
+
+# The web page's front-end packages (three.js), served by the service itself: no CDN at run time.
+if [ ! -d service/web/node_modules/three ]; then
+    if command -v npm >/dev/null; then
+        echo "setup: installing the web page's packages (npm ci in service/web)"
+        (cd service/web && npm ci --no-audit --no-fund --loglevel=error) \
+            || echo "setup: npm ci failed; the page will load without its 3D viewer" >&2
+    else
+        echo "setup: npm not found; the web page will load without its 3D viewer (install nodejs and npm)" >&2
+    fi
+fi
+
+# Debian's Chromium for the browser tests (playwright drives it; it never downloads a browser).
+if [ ! -x /usr/bin/chromium ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        echo "setup: installing chromium (for the web page's browser tests)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+            || echo "setup: chromium did not install; the browser tests will be skipped" >&2
+    else
+        echo "setup: /usr/bin/chromium is missing; the browser tests will be skipped (apt-get install chromium)" >&2
+    fi
+fi

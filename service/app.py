@@ -14,7 +14,7 @@ from typing import Optional
 import anyio
 from fastapi import FastAPI
 
-from service.api import artifacts, batches, health, jobs, uploads
+from service.api import artifacts, batches, health, jobs, uploads, web
 from service.api.openapi_bodies import add_components
 from service.context import ServiceContext
 from service.jobs.db import DatabaseConfig
@@ -52,15 +52,9 @@ def _open(settings: Settings) -> tuple[JobStore, ArtifactStore]:
 
 
 def _start_dispatcher(settings: Settings, store: JobStore):
-    from service.jobs.dispatcher import Dispatcher
-    from service.jobs.executor import RayExecutor, init_ray
-    from service.jobs.worker import WorkerConfig
+    from service.jobs.dispatcher import build_dispatcher
 
-    owns_ray = init_ray(settings)
-    worker_cfg = WorkerConfig(db=database_config(settings), storage=storage_config(settings),
-                              heartbeat_interval_s=settings.heartbeat_interval_s,
-                              checkpoint_every_s=settings.checkpoint_every_s)
-    dispatcher = Dispatcher(store, RayExecutor(worker_cfg, num_cpus=settings.job_num_cpus), settings)
+    dispatcher, owns_ray = build_dispatcher(settings, store)
     dispatcher.start()
     return dispatcher, owns_ray
 
@@ -105,6 +99,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     install_problems(app)
     for module in (jobs, artifacts, batches, uploads, health):
         app.include_router(module.router)
+    web.install(app)
 
     default_openapi = app.openapi
 
