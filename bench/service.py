@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,44 +32,15 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _server import free_port, start_server
 
-ROOT = Path(__file__).resolve().parents[1]
 POISSON = {"method": "poisson", "preset": "fast"}
 DEADLINE_S = 600.0
 """The whole benchmark gives up after this long."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
-
-
-def _start_server(data: Path, port: int, ray_cpus: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("SURFRECON_")}
-    env["SURFRECON_RAY_NUM_CPUS"] = str(ray_cpus)
-    env["SURFRECON_MAX_QUEUED_PER_KEY"] = "1000"
-    log = open(data / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir",
-                             str(data / "state"), "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT,
-                            env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 180:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError("server did not start:\n" + (data / "serve.log").read_text()[-2000:])
 
 
 async def _submit(client: httpx.AsyncClient, cloud: bytes, spec: dict) -> tuple[float, dict]:
@@ -200,8 +170,9 @@ def main() -> int:
     cloud = "\n".join(f"{x:.6f} {y:.6f} {z:.6f}" for x, y, z in pts).encode()
 
     with tempfile.TemporaryDirectory(prefix="surfrecon-bench-") as tmp:
-        port = _free_port()
-        proc = _start_server(Path(tmp), port, args.ray_cpus)
+        port = free_port()
+        proc = start_server(Path(tmp), port, {"SURFRECON_RAY_NUM_CPUS": str(args.ray_cpus),
+                                              "SURFRECON_MAX_QUEUED_PER_KEY": "1000"})
         try:
             rows = asyncio.run(asyncio.wait_for(run(args, f"http://127.0.0.1:{port}", cloud), DEADLINE_S))
         finally:

@@ -8,7 +8,11 @@ import os
 import sys
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def settings_from_args(args: argparse.Namespace):
+    """Settings from the environment with ``--data-dir`` applied; None (after printing why) if invalid.
+
+    Also prepares the environment before Ray is imported: the embedded Ray binds to loopback only.
+    """
     from pydantic import ValidationError
 
     from service.settings import Settings
@@ -18,10 +22,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = Settings(**overrides)
     except ValidationError as e:
         print(f"error: invalid settings: {e}", file=sys.stderr)
-        return 2
+        return None
     if settings.local_ray:
-        # Before Ray is imported: the embedded Ray binds to loopback only.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if settings is None:
+        return 2
     import uvicorn
 
     from service.app import create_app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,11 +36,21 @@ class Settings(BaseSettings):
     ray_num_cpus: Optional[int] = Field(None, ge=1, description="CPUs of the local Ray; default all of the machine.")
     ray_object_store_bytes: int = Field(256 << 20, ge=80 << 20, description="Object store size of the local Ray.")
     job_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved on Ray per job.")
+    job_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description='Extra Ray resources each job asks for, JSON (e.g. {"worker_node": 1} keeps jobs off the head).')
+    auto_device_gpu: bool = Field(
+        False, description="Jobs with device 'auto' ask Ray for a GPU when the cluster has any (GPU clusters).")
+    dispatcher: Literal["embedded", "external"] = Field(
+        "embedded", description="embedded: `serve` dispatches jobs itself; external: `surfrecon dispatcher` does.")
     dispatcher_enabled: bool = Field(
         True, description="Run jobs from this process; false makes an API-only replica (jobs stay queued).")
     auth_enabled: bool = Field(False, description="Require an API key (X-API-Key or Bearer) on /v1.")
     max_upload_bytes: int = Field(512 << 20, ge=1024, description="Largest accepted input file, bytes.")
     max_input_points: int = Field(20_000_000, ge=1000, description="Largest accepted point count per input.")
+    max_archive_bytes: int = Field(
+        2 << 30, ge=1024, description="Largest total uncompressed size of an image-set .zip, bytes.")
+    max_archive_members: int = Field(4096, ge=1, description="Most entries (files and folders) in an image-set .zip.")
     max_queued_per_key: int = Field(100, ge=1, description="Queued jobs allowed per API key before 429.")
     max_batch_jobs: int = Field(100, ge=1, description="Jobs allowed in one batch.")
     validate_inputs: bool = Field(
@@ -53,6 +63,12 @@ class Settings(BaseSettings):
     events_poll_s: float = Field(0.2, gt=0, description="How often SSE streams look for job changes.")
     sse_keepalive_s: float = Field(15.0, gt=0, description="Comment line sent on idle SSE streams.")
     checkpoint_every_s: float = Field(5.0, gt=0, description="How often a worker copies its fit checkpoint to the store.")
+    test_stage_delay_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="Tests only: seconds a worker lingers (cancellable) on entering each stage ('fit', or 'fit@1' "
+                    "for attempt 1 only).")
+    test_marker_dir: Optional[Path] = Field(
+        None, description="Tests only: workers append one line per attempt start and finish to <dir>/<job id>.")
 
     @field_validator("data_dir")
     @classmethod
@@ -65,6 +81,11 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'jobs.db'}"
         if self.artifact_url is None:
             self.artifact_url = str(self.data_dir / "artifacts")
+        if self.dispatcher == "external":
+            self.dispatcher_enabled = False  # the API serves; `surfrecon dispatcher` runs the jobs
+        for name, amount in self.job_resources.items():
+            if amount < 0 or name in ("CPU", "GPU", "memory"):
+                raise ValueError(f"expected custom Ray resources with amounts >= 0, got {name}={amount}")
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ValueError(
                 f"expected heartbeat_timeout_s > heartbeat_interval_s, got "

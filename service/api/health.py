@@ -26,12 +26,12 @@ def readyz(ctx: CtxDep) -> Health:
         try:
             probe()
             checks[name] = "ok"
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failure of a probe means "not ready"
             checks[name] = f"error: {type(e).__name__}"
             failed.append(name)
     d = ctx.dispatcher
     if d is None:
-        checks["dispatcher"] = "disabled"
+        checks["dispatcher"] = "external" if ctx.settings.dispatcher == "external" else "disabled"
     elif not d.alive or d.error or time.monotonic() - d.last_tick > 10 * ctx.settings.reconcile_interval_s + 5:
         checks["dispatcher"] = f"error: {d.error or 'not running'}"
         failed.append("dispatcher")

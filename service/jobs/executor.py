@@ -69,9 +69,10 @@ class RayExecutor:
     """Submits ``run_job`` attempts as Ray tasks and keeps their object refs."""
 
     def __init__(self, worker_cfg: WorkerConfig, *, num_cpus: float = 1.0,
-                 task: Callable[..., str] = run_job) -> None:
+                 resources: Optional[dict[str, float]] = None, task: Callable[..., str] = run_job) -> None:
         self.worker_cfg = worker_cfg
         self.num_cpus = num_cpus
+        self.resources = dict(resources or {})
         self._task = task
         self._remote = None
         self.running: dict[str, Running] = {}
@@ -84,6 +85,8 @@ class RayExecutor:
         opts: dict[str, Any] = {"num_cpus": self.num_cpus, "max_retries": 0, "name": f"job-{job_id[:8]}-{attempt}"}
         if device == "cuda":
             opts["num_gpus"] = 1
+        if self.resources:
+            opts["resources"] = self.resources
         ref = self._remote.options(**opts).remote(self.worker_cfg, job_id, attempt)
         self.running[job_id] = Running(job_id, attempt, ref)
 

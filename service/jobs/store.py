@@ -233,11 +233,20 @@ class JobStore:
     # ---- dispatcher --------------------------------------------------------------------------
 
     def claim_for_dispatch(self, *, limit: int) -> list[Job]:
-        """Mark up to ``limit`` undispatched queued jobs as dispatched and return them, oldest first."""
+        """Mark up to ``limit`` undispatched queued jobs as dispatched and return them, oldest first.
+
+        Several dispatchers may run at once: on PostgreSQL the candidate rows are locked with
+        ``FOR UPDATE SKIP LOCKED`` (each dispatcher takes different jobs, none waits); on SQLite
+        the write transaction holds the database lock. The conditional update is the final word
+        either way: a job is handed out once per attempt.
+        """
         now = utcnow()
         with self.writing() as s:
-            ids = list(s.execute(select(Job.id).where(Job.status == "queued", Job.dispatched_at.is_(None))
-                                 .order_by(Job.created_at).limit(limit)).scalars())
+            q = (select(Job.id).where(Job.status == "queued", Job.dispatched_at.is_(None))
+                 .order_by(Job.created_at).limit(limit))
+            if s.get_bind().dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            ids = list(s.execute(q).scalars())
             claimed = []
             for job_id in ids:
                 res = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued",

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -43,6 +44,11 @@ class WorkerConfig:
     checkpoint_every_s: float = 5.0
     progress_interval_s: float = 0.25
     cancel_poll_s: float = 0.5
+    stage_delay_s: tuple[tuple[str, float], ...] = ()
+    """Tests only: (stage, seconds) to linger, cancellably, on entering that stage; a key
+    ``stage@n`` applies to attempt n only."""
+    marker_dir: Optional[str] = None
+    """Tests only: append a line per attempt start and finish to ``<marker_dir>/<job id>``."""
 
 
 def overall_progress(stage: str, fraction: float) -> float:
@@ -64,13 +70,18 @@ class _Reporter:
     """Progress callback: throttled, monotonic writes of stage and percent; stops a lost attempt."""
 
     def __init__(self, store: JobStore, job_id: str, attempt: int, start: float, interval: float,
-                 token) -> None:
+                 token, linger: Optional[dict[str, float]] = None) -> None:
         self.store, self.job_id, self.attempt = store, job_id, attempt
         self.best, self.interval, self.token = start, interval, token
         self.stage: Optional[str] = None
         self.last_write = 0.0
+        self.linger = dict(linger or {})
+        self.first_fit_step: Optional[int] = None
+        """Step of this attempt's first fit report: above one report interval means it resumed."""
 
     def __call__(self, event) -> None:
+        if event.stage == "fit" and self.first_fit_step is None:
+            self.first_fit_step = event.step
         self.report(event.stage, event.fraction)
 
     def report(self, stage: str, fraction: float, *, force: bool = False) -> None:
@@ -78,9 +89,22 @@ class _Reporter:
         now = time.monotonic()
         if not force and stage == self.stage and (now - self.last_write < self.interval or pct - self.best < 0.1):
             return
+        entered = stage != self.stage
         self.best, self.stage, self.last_write = pct, stage, now
         if not self.store.report_progress(job_id=self.job_id, attempt=self.attempt, stage=stage, progress=pct):
             self.token.cancel()
+        if entered:
+            seconds = self.linger.pop(f"{stage}@{self.attempt}", None) or self.linger.pop(stage, 0.0)
+            if seconds > 0:
+                self._linger(seconds)
+
+    def _linger(self, seconds: float) -> None:
+        """Stay in the stage just entered (a test hook to cancel there); Cancelled ends it early."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.token.raise_if_cancelled()
+            time.sleep(0.05)
+        self.token.raise_if_cancelled()
 
 
 class _Heartbeat(threading.Thread):
@@ -121,10 +145,10 @@ class _Heartbeat(threading.Thread):
 def run_job(cfg: WorkerConfig, job_id: str, attempt: int) -> str:
     """Run one attempt; returns the status it ended in ('skipped' when it could not claim it)."""
     store = _store(cfg.db)
-    job = store.claim_start(job_id=job_id, attempt=attempt,
-                            worker={"node": socket.gethostname(), "pid": os.getpid()})
+    job = store.claim_start(job_id=job_id, attempt=attempt, worker=_where())
     if job is None:
         return "skipped"
+    _mark(cfg, job_id, f"start {attempt} {os.getpid()}")
     from recon.progress import CancelToken
 
     last_poll = [0.0, False]
@@ -136,7 +160,8 @@ def run_job(cfg: WorkerConfig, job_id: str, attempt: int) -> str:
         return bool(last_poll[1])
 
     token = CancelToken(check=cancel_requested)
-    reporter = _Reporter(store, job_id, attempt, job.progress, cfg.progress_interval_s, token)
+    reporter = _Reporter(store, job_id, attempt, job.progress, cfg.progress_interval_s, token,
+                         linger=dict(cfg.stage_delay_s))
     artifacts = ArtifactStore(cfg.storage)
     ckpt_key = f"jobs/{job_id}/checkpoint.pt"
     with tempfile.TemporaryDirectory(prefix=f"surfrecon-{job_id[:8]}-") as tmp:
@@ -155,9 +180,29 @@ def run_job(cfg: WorkerConfig, job_id: str, attempt: int) -> str:
             status, fields = _execute(job, artifacts, tmp_dir, ckpt_local, reporter, token)
         finally:
             beat.stop()
-        if store.finish(job_id=job_id, attempt=attempt, status=status, **fields):
-            artifacts.delete(ckpt_key)  # only the attempt that still owns the job may drop it
+        owned = store.finish(job_id=job_id, attempt=attempt, status=status, **fields)
+        if owned:  # only the attempt that still owns the job may touch its objects
+            artifacts.delete(ckpt_key)
+            if status != "succeeded":  # no half-uploaded set of artifacts stays behind
+                artifacts.delete_prefix(f"jobs/{job_id}/artifacts")
+        _mark(cfg, job_id, f"finish {attempt} {status} {'owned' if owned else 'superseded'} "
+                           f"first_fit_step={reporter.first_fit_step}")
     return status
+
+
+def _where() -> dict[str, Any]:
+    """Where this attempt runs: host, pid and, inside Ray, the node id (hosts may run several nodes)."""
+    where: dict[str, Any] = {"node": socket.gethostname(), "pid": os.getpid()}
+    ray = sys.modules.get("ray")  # only when Ray runs this task; never imported from here
+    if ray is not None and ray.is_initialized():
+        where["ray_node"] = ray.get_runtime_context().get_node_id()
+    return where
+
+
+def _mark(cfg: WorkerConfig, job_id: str, line: str) -> None:
+    if cfg.marker_dir:
+        with open(Path(cfg.marker_dir) / job_id, "a") as f:
+            f.write(line + "\n")
 
 
 def _execute(job, artifacts: ArtifactStore, tmp: Path, ckpt: Path, reporter: _Reporter, token):
@@ -173,15 +218,15 @@ def _execute(job, artifacts: ArtifactStore, tmp: Path, ckpt: Path, reporter: _Re
         gt_path = _fetch(artifacts, job.ground_truth["key"], tmp / "gt") if job.ground_truth else None
         result = run(spec, input_path, tmp / "out", gt_path=gt_path, progress=reporter, cancel=token,
                      checkpoint_path=ckpt)
-        token.raise_if_cancelled()
-        reporter.report("upload", 0.0, force=True)
         records = []
         for i, (name, path) in enumerate(sorted(result.artifacts.items())):
+            token.raise_if_cancelled()  # also stops an attempt that was given up on
             key = f"jobs/{job.id}/artifacts/{name}"
             records.append({"name": name, "key": key, "size": Path(path).stat().st_size,
                             "sha256": sha256_file(Path(path))})
             artifacts.put_file(Path(path), key)
-            reporter.report("upload", (i + 1) / len(result.artifacts))
+            reporter.report("upload", (i + 1) / len(result.artifacts), force=i == 0)
+        token.raise_if_cancelled()
         return "succeeded", {"metrics": jsonable(result.metrics), "artifacts": records}
     except Cancelled:
         return "canceled", {"error": {"code": "canceled", "message": "canceled"}}

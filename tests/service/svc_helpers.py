@@ -70,6 +70,17 @@ def submit(client, path, spec: dict, *, headers=None, gt=None):
     return client.post("/v1/jobs", files=files, data={"spec": json.dumps(spec)}, headers=headers)
 
 
+def wait_for_job(client, job_id: str, ok, timeout: float, what: str, *, poll: float = 0.1) -> dict:
+    """Poll ``GET /v1/jobs/{job_id}`` until ``ok(job)``; fails naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if ok(job):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} never {what}: {job['status']}/{job['stage']}"
+        time.sleep(poll)
+
+
 def assert_problem(response, status: int, code: str) -> dict:
     """The response is problem+json with this status and code; returns the body."""
     assert response.status_code == status, (response.status_code, response.text[:500])
