@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -20,7 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def init_ray(settings: Settings) -> bool:
-    """Connect this process to Ray; returns True when it started (and so owns) the connection."""
+    """Connect this process to Ray; returns True when it started (and so owns) the connection.
+
+    Safe to call from any thread: ``ray.init`` itself always runs on one thread that lasts as
+    long as the process (see ``_on_lasting_thread``).
+    """
     if settings.local_ray:
         # The embedded Ray listens on loopback only (Ray would otherwise pick the LAN address).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -35,14 +42,48 @@ def init_ray(settings: Settings) -> bool:
             ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false")
         except (ImportError, AttributeError):
             pass
-        ray.init(address="local", num_cpus=settings.ray_cpus(), include_dashboard=False,
-                 object_store_memory=settings.ray_object_store_bytes, log_to_driver=False,
-                 configure_logging=False, namespace="surfrecon")
+        _on_lasting_thread(lambda: ray.init(
+            address="local", num_cpus=settings.ray_cpus(), include_dashboard=False,
+            object_store_memory=settings.ray_object_store_bytes, log_to_driver=False,
+            configure_logging=False, namespace="surfrecon"))
     else:
-        ray.init(address=settings.ray_address, log_to_driver=False, configure_logging=False,
-                 namespace="surfrecon")
+        _on_lasting_thread(lambda: ray.init(address=settings.ray_address, log_to_driver=False,
+                                            configure_logging=False, namespace="surfrecon"))
     log.info("ray connected: %s", ray.get_runtime_context().gcs_address)
     return True
+
+
+_owner_lock = threading.Lock()
+_owner_calls: "queue.Queue[tuple[Callable[[], Any], Future]]" = queue.Queue()
+_owner: Optional[threading.Thread] = None
+
+
+def _on_lasting_thread(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on the process's Ray-owner thread and return its result (or raise its error).
+
+    A local Ray's GCS and raylet are started with ``PR_SET_PDEATHSIG``: Linux kills them when
+    the *thread* that forked them ends, not the process. The service starts Ray from a worker
+    thread (anyio's pool, which retires idle threads after a few seconds; a test client's portal
+    thread), so ``ray.init`` there would lose the whole local Ray at some random later moment.
+    This daemon thread never ends before the process does, so Ray lives exactly as long.
+    """
+    global _owner
+    with _owner_lock:
+        if _owner is None or not _owner.is_alive():
+            _owner = threading.Thread(target=_serve_owner_calls, name="surfrecon-ray-owner", daemon=True)
+            _owner.start()
+    done: Future = Future()
+    _owner_calls.put((fn, done))
+    return done.result()
+
+
+def _serve_owner_calls() -> None:
+    while True:
+        fn, done = _owner_calls.get()
+        try:
+            done.set_result(fn())
+        except BaseException as exc:  # handed to the caller, who re-raises it
+            done.set_exception(exc)
 
 
 @dataclass
