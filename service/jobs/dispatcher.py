@@ -15,7 +15,7 @@ import time
 from typing import Optional
 
 from service.jobs import reconciler
-from service.jobs.executor import RayExecutor
+from service.jobs.executor import RayExecutor, local_ray_dead
 from service.jobs.models import utcnow
 from service.jobs.store import JobStore
 from service.settings import Settings
@@ -101,6 +101,9 @@ class Dispatcher:
 
     def tick(self) -> None:
         s = self.settings
+        dead = local_ray_dead()
+        if dead:  # dispatching into it would strand jobs; /readyz reports this error
+            raise RuntimeError(f"the local Ray lost its {', '.join(dead)}; this process must be restarted")
         reconciler.settle_outcomes(self.store, self.executor.collect())
         self._drop_canceled()
         now = utcnow()

@@ -86,6 +86,18 @@ def _serve_owner_calls() -> None:
             done.set_exception(exc)
 
 
+def local_ray_dead() -> list[str]:
+    """Kinds of the processes (``raylet``, ``gcs_server``, ...) of the local Ray this process
+    started that have died; empty when all live, or when this process joined a cluster."""
+    try:
+        from ray._private import worker
+
+        node = worker._global_node
+        return sorted({kind for kind, _ in node.dead_processes()}) if node is not None else []
+    except (ImportError, AttributeError):  # Ray's internals moved: assume alive, as before
+        return []
+
+
 @dataclass
 class Running:
     """A Ray task this process submitted, for one attempt of one job."""

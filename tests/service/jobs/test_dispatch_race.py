@@ -130,3 +130,23 @@ def test_devices_asked_of_ray(store: JobStore, tmp_path, auto_gpu, cluster_gpus,
         assert (failed.status, failed.error["code"]) == ("failed", "no_gpu")
         got.insert(1, "failed")
     assert got == expected
+
+
+def test_a_dead_local_ray_stops_dispatch_and_says_why(store: JobStore, tmp_path, monkeypatch):
+    """With the local Ray's raylet gone, a tick claims nothing and fails naming the process, so
+    /readyz turns 503 instead of jobs being handed to a Ray that will never run them."""
+    from service.jobs import dispatcher as dispatcher_mod
+    from service.settings import Settings
+
+    rows, _, _ = store.create_jobs(owner="o", jobs=[NewJob(spec={"device": "cpu"}, input={})], max_attempts=3,
+                                   max_queued=10)
+    fake = _FakeExecutor(False)
+    fake.collect = lambda: []
+    d = dispatcher_mod.Dispatcher(store, fake, Settings(_env_file=None, data_dir=tmp_path))
+    monkeypatch.setattr(dispatcher_mod, "local_ray_dead", lambda: ["raylet"])
+    with pytest.raises(RuntimeError, match="lost its raylet"):
+        d.tick()
+    assert fake.submitted == [] and store.get_job(owner=None, job_id=rows[0].id).dispatched_at is None
+    monkeypatch.setattr(dispatcher_mod, "local_ray_dead", lambda: [])
+    d._dispatch()
+    assert fake.submitted == ["cpu"]

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 
 SCRIPT = """
-import threading, time
+import os, threading, time
 import ray
 from service.jobs.executor import init_ray
 from service.settings import Settings
@@ -33,13 +33,22 @@ def answer():
     return 42
 
 print("answer", ray.get(answer.remote(), timeout=30), flush=True)
-ray.shutdown()
+
+# Killed from outside after all: the dispatcher's liveness probe names what died.
+from service.jobs.executor import local_ray_dead
+from ray._private import worker
+assert local_ray_dead() == [], local_ray_dead()
+raylet = next(p for kind, p in worker._global_node.live_processes() if kind == "raylet")
+raylet.kill(); raylet.wait(10)
+print("dead", local_ray_dead(), flush=True)
+os._exit(0)  # ray.shutdown() would wait on the dead raylet
 """
 
 
-def test_local_ray_survives_the_thread_that_started_it(tmp_path):
+def test_local_ray_survives_the_thread_that_started_it_and_its_death_is_seen(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("SURFRECON_")}
     env["SURFRECON_DATA_DIR"] = str(tmp_path)
     proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=150)
     assert proc.returncode == 0 and "answer 42" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "dead ['raylet']" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
