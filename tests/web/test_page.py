@@ -133,6 +133,25 @@ def test_remesh_a_real_mesh(page, web_server, shared_data, tmp_path):
     DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
 
+def test_the_default_neural_fit_runs_to_a_mesh(page, web_server, clouds, tmp_path):
+    """The default method (the neural fit) with the fast preset, left to finish: the page shows
+    the learnt surface, and the served mesh is the unit sphere the points came from."""
+    page.goto("/")
+    page.set_input_files("#file", str(clouds["sphere"]))
+    assert page.input_value("#method") == "digs"
+    page.check("input[name=preset][value=fast]")
+    page.click("#submit")
+    page.wait_for_function("document.getElementById('bar').dataset.status === 'succeeded'", timeout=120_000)
+    page.wait_for_function("document.getElementById('view-info').textContent.includes('triangles')")
+    assert drawn_fraction(page.locator("#viewport canvas").screenshot()) > 0.05
+    ply = next(h for h in page.eval_on_selector_all("#downloads a", "els => els.map(a => a.getAttribute('href'))")
+               if h.endswith("mesh.ply"))
+    (tmp_path / "mesh.ply").write_bytes(httpx.get(web_server + ply, timeout=30).content)
+    radii = np.linalg.norm(load_mesh(tmp_path / "mesh.ply").vertices, axis=1)
+    assert abs(np.median(radii) - 1.0) < 0.02 and np.percentile(np.abs(radii - 1.0), 99) < 0.05, radii
+    assert page.locator("table.metrics tr", has_text="Input points").locator("td").text_content() == "2,000"
+
+
 def test_watch_a_fit_with_a_time_estimate_then_cancel_it(page, clouds):
     page.goto("/")
     page.set_input_files("#file", str(clouds["sphere"]))
