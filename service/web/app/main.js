@@ -315,6 +315,10 @@ async function loadJobs() {
     page = await getJSON('/v1/jobs?limit=20');
   } catch (err) {
     $('jobs-error').textContent = err.message;
+    if (err instanceof ApiError && err.where === 'key') {  // say where to fix it, without taking focus
+      $('key-box').open = true;
+      $('key-error').textContent = err.message;
+    }
     return;
   }
   const list = $('jobs');
