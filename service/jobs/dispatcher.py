@@ -71,7 +71,8 @@ class Dispatcher:
             if job is None or job.attempt != r.attempt:
                 continue
             if job.status == "running":  # the worker sees its attempt is over at its next poll
-                if self.store.requeue_or_fail(job_id=job.id, attempt=job.attempt, reason="dispatcher stopped"):
+                if self.store.requeue_or_fail(job_id=job.id, attempt=job.attempt, reason="dispatcher stopped",
+                                               charged=False):
                     released.append(job.id)
             elif job.status == "queued" and self.store.undispatch(job_id=job.id, attempt=job.attempt):
                 self.executor.cancel(r.job_id, force=False)

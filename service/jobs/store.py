@@ -286,9 +286,14 @@ class JobStore:
         with self.reading() as s:
             return list(s.execute(select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)).scalars())
 
-    def requeue_or_fail(self, *, job_id: str, attempt: int, reason: str) -> Optional[Job]:
+    def requeue_or_fail(self, *, job_id: str, attempt: int, reason: str, charged: bool = True) -> Optional[Job]:
         """Give up on ``attempt`` of a running job: re-queue it with attempt+1, or fail it when out of
-        attempts (or canceled when a cancel was pending). None if the attempt is no longer current."""
+        attempts (or canceled when a cancel was pending). None if the attempt is no longer current.
+
+        ``charged=False`` is for attempts the service itself ended (a dispatcher handing its jobs
+        back as it stops): the attempt number still moves on, fencing the old worker, but
+        ``max_attempts`` moves with it, so restarts never use up a job's budget for failures.
+        """
         now = utcnow()
         with self.writing() as s:
             job = s.get(Job, job_id)
@@ -297,12 +302,14 @@ class JobStore:
             if job.cancel_requested:
                 job.status, job.stage, job.finished_at = "canceled", "canceled", now
                 job.error = {"code": "canceled", "message": "canceled"}
-            elif job.attempt >= job.max_attempts:
+            elif charged and job.attempt >= job.max_attempts:
                 job.status, job.stage, job.finished_at = "failed", "failed", now
                 job.error = {"code": "worker_lost",
                              "message": f"{reason}; gave up after {job.attempt} attempts"}
             else:
                 job.status, job.stage, job.attempt = "queued", "requeued", job.attempt + 1
+                if not charged:
+                    job.max_attempts += 1
                 job.dispatched_at = job.heartbeat_at = None
                 job.error = {"code": "retrying", "message": f"{reason}; retrying (attempt {job.attempt})"}
             job.version += 1

@@ -137,6 +137,23 @@ def test_requeue_gives_up_after_max_attempts(store: JobStore):
     assert store.requeue_or_fail(job_id=job.id, attempt=2, reason="again") is None
 
 
+def test_hand_backs_do_not_use_up_attempts(store: JobStore):
+    """Three dispatcher restarts in a row on a job allowed two attempts: it is re-queued each time
+    (old attempts fenced off), and a real loss after that still has the whole budget left."""
+    (job,) = _create(store, max_attempts=2)
+    for attempt in (1, 2, 3):
+        assert store.claim_start(job_id=job.id, attempt=attempt, worker={}) is not None
+        after = store.requeue_or_fail(job_id=job.id, attempt=attempt, reason="dispatcher stopped", charged=False)
+        assert (after.status, after.attempt, after.max_attempts) == ("queued", attempt + 1, attempt + 2)
+        assert not store.heartbeat(job_id=job.id, attempt=attempt)
+    assert store.claim_start(job_id=job.id, attempt=4, worker={}) is not None
+    lost = store.requeue_or_fail(job_id=job.id, attempt=4, reason="worker vanished")
+    assert (lost.status, lost.attempt) == ("queued", 5)  # one failure of the two allowed
+    assert store.claim_start(job_id=job.id, attempt=5, worker={}) is not None
+    lost = store.requeue_or_fail(job_id=job.id, attempt=5, reason="worker vanished")
+    assert (lost.status, lost.error["code"]) == ("failed", "worker_lost")
+
+
 def test_cancel_queued_running_and_finished(store: JobStore):
     queued, running, done = _create(store, n=3)
     out = store.request_cancel(owner="alice", job_id=queued.id)
