@@ -86,8 +86,10 @@ class JobPublic(BaseModel):
     status: JobStatus
     stage: str = Field(description="Pipeline stage: queued, starting, load, fit, extract, metrics, export, upload...")
     progress: float = Field(ge=0, le=100, description="Percent done.")
-    attempt: int = Field(description="1 for the first run; raised each time a lost worker's job is re-queued.")
-    max_attempts: int
+    attempt: int = Field(description="1 for the first run; raised each time the job is re-queued (a lost worker, "
+                                     "or a dispatcher handing its jobs back as it stops).")
+    max_attempts: int = Field(description="Attempts allowed; raised with each hand-back by a stopping dispatcher, "
+                                          "so that restarts never use up the budget for failures.")
     cancel_requested: bool
     batch_id: Optional[str]
     spec: dict[str, Any] = Field(description="The JobSpec, with defaults filled in.")
