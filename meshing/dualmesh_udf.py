@@ -79,6 +79,9 @@ class UDFExtractStats:
     nonmanifold_faces: int = 0
     """Faces dropped because they shared an edge with two or more others (0 on exact UDFs; a
     fitted field whose valley is blurred over a cell produces a few where sheets nearly touch)."""
+    twisted_faces: int = 0
+    """Faces dropped because orientation could not agree across one of their edges (a twist:
+    none on exact UDFs; a fitted field can join sheets into a non-orientable patch)."""
     seconds: float = 0.0
 
 
@@ -333,7 +336,7 @@ def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st, adaptive) -> Mesh
     quads = np.stack(ring, 1)
     faces = _triangulate(quads, vert)
     faces, st.nonmanifold_faces = _drop_nonmanifold(faces)
-    faces = _orient(faces)
+    faces, st.twisted_faces = _drop_twists(_orient(faces))
     used, faces = np.unique(faces, return_inverse=True)
     return Mesh(vert[used], faces.reshape(-1, 3))
 
@@ -389,6 +392,22 @@ def _drop_nonmanifold(faces: np.ndarray) -> tuple[np.ndarray, int]:
     nv = np.int64(faces.max() + 1)
     _, eid, counts = np.unique(und[:, 0] * nv + und[:, 1], return_inverse=True, return_counts=True)
     bad = (counts[eid] > 2).reshape(-1, 3).any(1)
+    return faces[~bad], int(bad.sum())
+
+
+def _drop_twists(faces: np.ndarray) -> tuple[np.ndarray, int]:
+    """After ``_orient``: remove the faces on any edge still traversed twice in the same direction.
+
+    ``_orient`` is exact on orientable patches, so such edges only remain where a patch is
+    non-orientable (a twist no true surface has). Without them the mesh is winding-consistent;
+    returns (faces, removed).
+    """
+    if len(faces) == 0:
+        return faces, 0
+    he = np.stack([faces, np.roll(faces, -1, 1)], 2).reshape(-1, 2)
+    nv = np.int64(faces.max() + 1)
+    _, eid, counts = np.unique(he[:, 0] * nv + he[:, 1], return_inverse=True, return_counts=True)
+    bad = (counts[eid] > 1).reshape(-1, 3).any(1)
     return faces[~bad], int(bad.sum())
 
 

@@ -221,7 +221,7 @@ def test_chunking_does_not_change_the_mesh():
 
 def test_exact_fields_keep_the_default_threshold_and_lose_no_faces(meshes):
     for name, (_, stats) in meshes.items():
-        assert stats.nonmanifold_faces == 0, name
+        assert stats.nonmanifold_faces == 0 and stats.twisted_faces == 0, name
         assert stats.threshold == pytest.approx(0.25 * 2 / 2**DEPTH, rel=0.05), name
 
 
@@ -241,3 +241,28 @@ def test_faces_on_overused_edges_are_dropped():
     faces = np.array([[0, 1, 2], [1, 0, 3], [0, 1, 4], [2, 1, 5]])
     kept, removed = _drop_nonmanifold(faces)
     assert removed == 3 and kept.tolist() == [[2, 1, 5]]
+
+
+def _strip(n: int, twist: bool) -> np.ndarray:
+    """Faces of a band of ``n`` quads closed into a ring: an annulus, or a Moebius strip when
+    ``twist`` joins the last rung to the first upside down (vertices 2i on one side, 2i+1 on the other)."""
+    faces = []
+    for i in range(n):
+        a, b = 2 * i, 2 * i + 1
+        c, d = (2 * (i + 1), 2 * (i + 1) + 1) if i + 1 < n else ((1, 0) if twist else (0, 1))
+        faces += [[a, c, b], [b, c, d]]
+    return np.array(faces)
+
+
+def test_twists_are_cut_so_that_the_mesh_is_orientable():
+    from meshing.dualmesh_udf import _drop_twists, _orient
+
+    ring, ring_removed = _drop_twists(_orient(_strip(12, twist=False)))
+    assert ring_removed == 0 and len(ring) == 24  # orientable: untouched
+    scrambled = _strip(12, twist=True)
+    scrambled[::3] = scrambled[::3, ::-1]  # orientation must not depend on the input's
+    kept, removed = _drop_twists(_orient(scrambled))
+    verts = np.zeros((24, 3))  # only the connectivity matters to these checks
+    mesh = M.Mesh(verts, kept)
+    assert 0 < removed <= 4 and len(kept) == 24 - removed
+    assert M.is_winding_consistent(mesh) and M.is_edge_manifold(mesh)

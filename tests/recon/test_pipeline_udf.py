@@ -48,7 +48,7 @@ def disc_result(disc_file, tmp_path_factory):
 
 def test_disc_is_one_open_sheet(disc_result):
     mesh = disc_result.mesh
-    assert M.is_edge_manifold(mesh)
+    assert M.is_edge_manifold(mesh) and M.is_winding_consistent(mesh)
     # Open: the rim is a boundary (the disc's perimeter is ~280 cells of the 128 grid).
     assert n_boundary_edges(mesh) > 200
     # On the sheet: 99% of vertices within one cell of the 128^3 grid (0.0123 in these units, as
