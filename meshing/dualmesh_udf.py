@@ -25,13 +25,15 @@ surface with; everything below uses values and gradients only:
    gradients at its ends point away from each other along it (``n0.e < 0 < n1.e`` and
    ``n0.n1 < 0``, i.e. p0 and p1 sit on opposite sides of a sheet, the unsigned analogue of a
    sign change) and the field is near zero at the interpolated crossing
-   ``p0 + u0 / (u0 + u1) * (p1 - p0)`` (``udf <= threshold``). The last test is what keeps the
+   ``p0 + u0 / (u0 + u1) * (p1 - p0)`` (``udf <= threshold``; on a fitted field whose floor
+   varies, a larger crossing threshold, see ``extract_udf``). The last test is what keeps the
    surface open: past a boundary the gradients still oppose, but the field stays positive.
    A tangent edge outside a curved sheet has gradients pointing the same way and is rejected.
 6. **Quads.** Each crossed edge joins the dual vertices of its 4 cells into a quad, split along
-   its shorter diagonal (a triangle if one cell has no vertex). Orientation is made consistent
-   per connected component by propagating across shared edges (non-orientable parts keep what
-   they get).
+   its shorter diagonal (a triangle if one cell has no vertex). Faces on edges shared by more
+   than two faces are dropped. Orientation is made consistent per connected component by
+   propagating across shared edges; the faces on edges where it still disagrees (a twist that
+   makes a patch non-orientable, which only fitted fields produce) are dropped too.
 
 The lattice is widened asymmetrically by a fraction of a cell so that grid nodes avoid the
 planes through the centre of ``bounds``: exact UDFs have no gradient on their zero set, and
@@ -76,6 +78,9 @@ class UDFExtractStats:
     crossed_edges: int = 0
     threshold: float = 0.0
     """The surface threshold used (the given one, or the adaptive default)."""
+    crossing_threshold: float = 0.0
+    """The threshold of the crossing test: ``threshold``, raised on a fitted field (see
+    ``extract_udf``)."""
     nonmanifold_faces: int = 0
     """Faces dropped because they shared an edge with two or more others (0 on exact UDFs; a
     fitted field whose valley is blurred over a cell produces a few where sheets nearly touch)."""
@@ -183,7 +188,9 @@ def extract_udf(
     threshold: field value (world units) under which a point counts as on the surface. Default:
     a quarter of the finest cell's smallest edge, raised for a fitted field whose minimum does
     not reach zero to twice the median of what it reads at the projections of the nodes within
-    a cell of the surface (at most half a cell). coarse_depth: first octree level,
+    a cell of the surface (at most half a cell); the crossing test then allows the threshold
+    plus eight times that median (at most half a cell), because where a fitted sheet crosses a
+    grid edge it often reads more than twice its median floor. coarse_depth: first octree level,
     evaluated everywhere. safety: assumed Lipschitz bound of the field when pruning octree
     cells. svd_threshold: relative eigenvalue cut-off of the QEF solve. stats: if given, a
     ``UDFExtractStats`` filled in. The field is also evaluated up to a fifth of a cell outside
@@ -263,14 +270,20 @@ def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st, adaptive) -> Mesh
     u_back = ev.values(q_back)
     back = u_back < u_q
     q[back], u_q[back] = q_back[back], u_back[back]
+    thr_cross = thr
     if adaptive:
         # The floor of a fitted field: what it reads where projections from within a cell land.
         # Exact fields read ~0 there and keep the default; the cap keeps a poor field from
         # turning its whole valley into surface.
         near = u < h_min
         if near.any():
-            thr = float(np.clip(2.0 * np.median(u_q[near]), thr, 0.5 * h_min))
-    st.threshold = thr
+            floor = float(np.median(u_q[near]))
+            thr = float(np.clip(2.0 * floor, thr, 0.5 * h_min))
+            # The floor varies along a fitted sheet, and where the sheet crosses an edge the field
+            # often reads more than twice its median: the crossing test gets more room (8 floors,
+            # at most half a cell; past a rim that widens the sheet by under a cell).
+            thr_cross = float(np.clip(thr + 8.0 * floor, thr, 0.5 * h_min))
+    st.threshold, st.crossing_threshold = thr, thr_cross
     ok &= u_q <= thr
     vert, has_vert = _solve_qef(cells, q, nrm, ok, corner_of, lo, step, svd_threshold)
     st.leaves = len(cells)
@@ -304,7 +317,7 @@ def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st, adaptive) -> Mesh
     t_1 = 1 - u[i1] / np.maximum(d1[opp], 1e-12) / length
     t = np.clip(np.stack([t_lin, t_0, t_1]), 0, 1)  # (3, E)
     x = p[i0][None] + t[..., None] * (p[i1] - p[i0])[None]
-    crossed = ev.values(x.reshape(-1, 3)).reshape(3, -1).min(0) <= thr
+    crossed = ev.values(x.reshape(-1, 3)).reshape(3, -1).min(0) <= thr_cross
     i0, axis = i0[crossed], axis[crossed]
     st.crossed_edges = len(i0)
     if len(i0) == 0 and u.min() > thr:

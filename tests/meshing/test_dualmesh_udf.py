@@ -223,6 +223,7 @@ def test_exact_fields_keep_the_default_threshold_and_lose_no_faces(meshes):
     for name, (_, stats) in meshes.items():
         assert stats.nonmanifold_faces == 0 and stats.twisted_faces == 0, name
         assert stats.threshold == pytest.approx(0.25 * 2 / 2**DEPTH, rel=0.05), name
+        assert stats.crossing_threshold == pytest.approx(stats.threshold, rel=0.01), name
 
 
 def test_threshold_rises_to_the_floor_of_a_fitted_field():
@@ -231,6 +232,12 @@ def test_threshold_rises_to_the_floor_of_a_fitted_field():
     stats = UDFExtractStats()
     mesh = extract_udf(lambda x: sphere_udf(x) + 0.004, depth=DEPTH, stats=stats)
     assert 0.004 < stats.threshold <= 0.5 * 2.01 / 2**DEPTH
+    assert stats.crossing_threshold == stats.threshold  # both at the cap
+    # A lower floor (0.001) keeps the default threshold; the crossing test still gets more room.
+    mesh = extract_udf(lambda x: sphere_udf(x) + 0.001, depth=DEPTH, stats=stats)
+    assert stats.threshold == pytest.approx(0.25 * 2.01 / 2**DEPTH, rel=0.05)
+    assert 1.9 * stats.threshold < stats.crossing_threshold <= 0.5 * 2.01 / 2**DEPTH  # 0.0039 + 8 * 0.001, capped
+    assert M.is_watertight(mesh) and M.is_edge_manifold(mesh)
     assert M.is_watertight(mesh) and M.is_edge_manifold(mesh)
 
 
