@@ -153,6 +153,7 @@ def neural_table(depths: list[int], presets: list[str]) -> None:
     from meshing.export import load_mesh
     from meshing.metrics import evaluate_meshes
     from recon.io import PointCloud, normalize
+    from recon.pipeline import UDF_FILL_HOLES
     from recon.udf import UDF_PRESETS, fit_udf
 
     gts = {"wavy disc": (wavy_disc_mesh(), 20_000)}
@@ -168,10 +169,12 @@ def neural_table(depths: list[int], presets: list[str]) -> None:
             field = fit_udf(unit.points, None, UDF_PRESETS[preset])
             t_fit = time.perf_counter() - t0
             for depth in depths:
-                for method in ("DualMesh-UDF", "MC on f-eps"):
+                for method in ("DualMesh-UDF", "+ holes closed", "MC on f-eps"):
                     t0 = time.perf_counter()
                     if method == "DualMesh-UDF":
                         mesh = extract_udf(field, depth=depth)
+                    elif method == "+ holes closed":  # as the `udf` method extracts
+                        mesh = extract_udf(field, depth=depth, fill_holes=UDF_FILL_HOLES)
                     else:
                         mesh = extract_sdf(partial(shifted, field, 0.5 * 2.0 / 2**7), resolution=2**depth)
                     t_ext = time.perf_counter() - t0

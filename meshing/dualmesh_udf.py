@@ -84,6 +84,8 @@ class UDFExtractStats:
     nonmanifold_faces: int = 0
     """Faces dropped because they shared an edge with two or more others (0 on exact UDFs; a
     fitted field whose valley is blurred over a cell produces a few where sheets nearly touch)."""
+    holes_filled: int = 0
+    """Boundary loops closed because their perimeter was under ``fill_holes`` cells."""
     twisted_faces: int = 0
     """Faces dropped because orientation could not agree across one of their edges (a twist:
     none on exact UDFs; a fitted field can join sheets into a non-orientable patch)."""
@@ -179,6 +181,7 @@ def extract_udf(
     coarse_depth: int = 4,
     safety: float = 1.25,
     svd_threshold: float = 0.05,
+    fill_holes: float = 0.0,
 ) -> Mesh:
     """Extract the zero set of an unsigned distance field as a triangle mesh (DualMesh-UDF).
 
@@ -192,7 +195,9 @@ def extract_udf(
     plus eight times that median (at most half a cell), because where a fitted sheet crosses a
     grid edge it often reads more than twice its median floor. coarse_depth: first octree level,
     evaluated everywhere. safety: assumed Lipschitz bound of the field when pruning octree
-    cells. svd_threshold: relative eigenvalue cut-off of the QEF solve. stats: if given, a
+    cells. svd_threshold: relative eigenvalue cut-off of the QEF solve. fill_holes: close
+    boundary loops whose perimeter is under this many finest cells (0, the default, keeps the
+    mesh as extracted; fitted fields leave small holes, see ``_fill_small_holes``). stats: if given, a
     ``UDFExtractStats`` filled in. The field is also evaluated up to a fifth of a cell outside
     ``bounds`` (the lattice is widened, see the module docstring).
 
@@ -203,6 +208,8 @@ def extract_udf(
     """
     t0 = time.perf_counter()
     b = _check_args(bounds, depth, threshold, chunk_size, coarse_depth, safety, svd_threshold)
+    if not (np.isfinite(fill_holes) and fill_holes >= 0):
+        raise ValueError(f"expected fill_holes >= 0 (cells), got {fill_holes!r}")
     n = 2**depth
     cell0 = (b[1] - b[0]) / n
     lo = b[0] - _PAD_LO * cell0
@@ -214,7 +221,8 @@ def extract_udf(
     st.cells_per_level = []  # a reused stats object describes the latest call only
 
     cells = _octree_leaves(ev, lo, step, depth, min(coarse_depth, depth), safety, thr, st)
-    mesh = _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st, adaptive=threshold is None)
+    mesh = _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st, adaptive=threshold is None,
+                      fill_holes=float(fill_holes))
     st.evaluations, st.gradient_evaluations = ev.count, ev.grad_count
     st.seconds = time.perf_counter() - t0
     return mesh
@@ -245,7 +253,7 @@ def _octree_leaves(ev, lo, step, depth, coarse_depth, safety, thr, st) -> np.nda
         level += 1
 
 
-def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st, adaptive) -> Mesh:
+def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st, adaptive, fill_holes) -> Mesh:
     n1 = n + 1
     h_min = float(step.min())
     # Nodes: corners of active cells, gradients taken once per node.
@@ -350,6 +358,7 @@ def _dual_mesh(ev, cells, lo, step, n, thr, svd_threshold, st, adaptive) -> Mesh
     faces = _triangulate(quads, vert)
     faces, st.nonmanifold_faces = _drop_nonmanifold(faces)
     faces, st.twisted_faces = _drop_twists(_orient(faces))
+    vert, faces, st.holes_filled = _fill_small_holes(ev, vert, faces, fill_holes * h_min)
     used, faces = np.unique(faces, return_inverse=True)
     return Mesh(vert[used], faces.reshape(-1, 3))
 
@@ -406,6 +415,69 @@ def _drop_nonmanifold(faces: np.ndarray) -> tuple[np.ndarray, int]:
     _, eid, counts = np.unique(und[:, 0] * nv + und[:, 1], return_inverse=True, return_counts=True)
     bad = (counts[eid] > 2).reshape(-1, 3).any(1)
     return faces[~bad], int(bad.sum())
+
+
+def _boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
+    """Boundary loops of a consistently oriented, edge-manifold mesh, each as its vertices in
+    the direction the faces traverse them. Where boundaries meet at a vertex, the walk splits
+    them into simple loops (no vertex twice), so every loop can be closed on its own."""
+    he = np.stack([faces, np.roll(faces, -1, 1)], 2).reshape(-1, 2)
+    nv = np.int64(faces.max() + 1)
+    key = np.minimum(he[:, 0], he[:, 1]) * nv + np.maximum(he[:, 0], he[:, 1])
+    _, eid, counts = np.unique(key, return_inverse=True, return_counts=True)
+    b = he[counts[eid] == 1]
+    out: dict[int, list[int]] = {}
+    for a, c in b.tolist():
+        out.setdefault(a, []).append(c)
+    loops = []
+    for start in list(out):
+        while out.get(start):
+            path, pos, v = [start], {start: 0}, out[start].pop()
+            while True:
+                if v in pos:  # a cycle closed: emit it, keep walking from v
+                    k = pos[v]
+                    loops.append(np.array(path[k:], dtype=np.int64))
+                    for w in path[k + 1 :]:
+                        del pos[w]
+                    del path[k + 1 :]
+                else:
+                    pos[v] = len(path)
+                    path.append(v)
+                if not out.get(v):
+                    break
+                v = out[v].pop()
+    return loops
+
+
+def _fill_small_holes(ev, vert: np.ndarray, faces: np.ndarray, max_perimeter: float):
+    """Close boundary loops shorter than ``max_perimeter`` (world units): a triangle for three
+    edges, else a fan around the loop's centroid projected onto the field's zero set. Keeps the
+    mesh edge-manifold and consistently oriented; returns (vertices, faces, loops filled)."""
+    if max_perimeter <= 0 or len(faces) == 0:
+        return vert, faces, 0
+    small = []
+    for loop in _boundary_loops(faces):
+        if len(loop) >= 3:
+            ring = vert[loop]
+            if np.linalg.norm(ring - np.roll(ring, -1, 0), axis=1).sum() <= max_perimeter:
+                small.append(loop)
+    if not small:
+        return vert, faces, 0
+    new_faces = [faces]
+    tris = [lp for lp in small if len(lp) == 3]
+    if tris:
+        new_faces.append(np.array(tris)[:, ::-1])  # the reverse of the boundary's direction
+    fans = [lp for lp in small if len(lp) > 3]
+    if fans:
+        c = np.stack([vert[lp].mean(0) for lp in fans])
+        u, g = ev.values_and_gradients(c)
+        gn = np.linalg.norm(g, axis=1, keepdims=True)
+        c = np.where(gn > 0.1, c - u[:, None] * g / np.maximum(gn, 1e-12), c)
+        base = len(vert)
+        vert = np.concatenate([vert, c])
+        for k, lp in enumerate(fans):
+            new_faces.append(np.stack([np.roll(lp, -1), lp, np.full(len(lp), base + k)], 1))
+    return vert, np.concatenate(new_faces).astype(np.int64), len(small)
 
 
 def _drop_twists(faces: np.ndarray) -> tuple[np.ndarray, int]:

@@ -133,6 +133,11 @@ UDF_RESOLUTION = {"fast": 128, "balanced": 128, "quality": 256}
 # |f| has no sign change, so MC needs f - eps, which doubles the surface (two sheets eps apart).
 UDF_MC_LEVEL = 0.005
 
+# DualMesh-UDF closes holes whose perimeter is under this many finest cells: on a fitted field
+# the extractor leaves many such holes (a missed crossing, a dropped fin), while a real opening
+# of under two cells across cannot be told from them at that resolution anyway.
+UDF_FILL_HOLES = 6.0
+
 
 def _extract(model, ctx: _Context, *, signed: bool, resolution: int) -> Mesh:
     """Mesh of the fitted field with the spec's extractor (default: MC for SDFs, DualMesh-UDF for UDFs)."""
@@ -148,7 +153,7 @@ def _extract(model, ctx: _Context, *, signed: bool, resolution: int) -> Mesh:
 
         field = model if not signed else (lambda x: model(x).abs())
         depth = max(5, math.ceil(math.log2(resolution)))
-        mesh = extract_udf(field, depth=depth, device=ctx.device)
+        mesh = extract_udf(field, depth=depth, device=ctx.device, fill_holes=UDF_FILL_HOLES)
     ctx.progress(ProgressEvent("extract", 1, 1))
     return mesh
 

@@ -273,3 +273,40 @@ def test_twists_are_cut_so_that_the_mesh_is_orientable():
     mesh = M.Mesh(verts, kept)
     assert 0 < removed <= 4 and len(kept) == 24 - removed
     assert M.is_winding_consistent(mesh) and M.is_edge_manifold(mesh)
+
+
+def _grid_with_holes():
+    """A 6x6 grid of unit squares in z = 0 (two triangles each, consistently oriented) without
+    the squares (1, 1) and (2, 2), two holes that touch at the vertex (2, 2), and without the
+    2x2 block at (3..4, 3..4), a hole of perimeter 8 that touches the second at (3, 3)."""
+    faces = []
+    for i in range(6):
+        for j in range(6):
+            if (i, j) in {(1, 1), (2, 2), (3, 3), (4, 3), (3, 4), (4, 4)}:
+                continue
+            a, b, c, d = i * 7 + j, (i + 1) * 7 + j, (i + 1) * 7 + j + 1, i * 7 + j + 1
+            faces += [[a, b, c], [a, c, d]]
+    ij = np.stack(np.meshgrid(np.arange(7), np.arange(7), indexing="ij"), -1).reshape(-1, 2)
+    return np.column_stack([ij, np.zeros(len(ij))]).astype(np.float64), np.array(faces)
+
+
+def test_small_holes_are_closed_and_the_rim_kept():
+    from meshing.dualmesh_udf import _boundary_loops, _Evaluator, _fill_small_holes
+
+    vert, faces = _grid_with_holes()
+    loops = _boundary_loops(faces)
+    # The rim (24 edges), the two unit holes split apart at the vertex they share, the 2x2 hole.
+    assert sorted(len(lp) for lp in loops) == [4, 4, 8, 24]
+    ev = _Evaluator(lambda x: x[:, 2].abs() + 0.0 * x.sum(1), 2**16, "cpu", fd_step=1e-3)
+    for limit, closed, area in ((4.5, 2, 36 - 4), (8.5, 3, 36), (0, 0, 36 - 6)):
+        v, f, n = _fill_small_holes(ev, vert, faces, limit)
+        mesh = M.Mesh(v, f)
+        assert n == closed and M.area(mesh) == pytest.approx(area)
+        assert M.is_edge_manifold(mesh) and M.is_winding_consistent(mesh)
+        assert np.abs(v[:, 2]).max() < 1e-6  # fan centres lie on the field's zero set
+    assert len(boundary_vertices(M.Mesh(*_fill_small_holes(ev, vert, faces, 8.5)[:2]))) == 24  # the rim
+
+
+def test_fill_holes_is_checked():
+    with pytest.raises(ValueError, match="fill_holes"):
+        extract_udf(sphere_udf, depth=5, fill_holes=-1.0)
