@@ -3,11 +3,13 @@
 The model (binary or text) is read with ``pycolmap``. Every registered image becomes a view,
 in name order; its file is ``images/<name>`` and an optional mask ``masks/<name>.png`` (or
 ``masks/<stem>.png``, COLMAP's own convention is the former). Camera models: PINHOLE,
-SIMPLE_PINHOLE, and SIMPLE_RADIAL, RADIAL, OPENCV when their distortion coefficients are zero
-(below 1e-6): undistorting is not done here, so a distorted model is refused with a message
-that says so (``colmap image_undistorter`` writes an undistorted PINHOLE model). COLMAP's
-pixel convention (top-left pixel centre at (0.5, 0.5)) and camera axes are ours, so K and
-``cam_from_world`` carry over unchanged. The unit sphere comes from the masks when there are
+SIMPLE_PINHOLE, and the distorted SIMPLE_RADIAL (COLMAP's default), RADIAL, OPENCV and
+FULL_OPENCV. Images (and masks) of a camera with lens distortion are undistorted on load into
+a pinhole camera with the same focal lengths, principal point and size: each output pixel
+samples the input (bilinear) where COLMAP's own projection (``Camera.img_from_cam``) puts it;
+output pixels whose source falls outside the image take the nearest edge pixel, and the
+notes say how many views were undistorted. COLMAP's pixel convention (top-left pixel centre at
+(0.5, 0.5)) and camera axes are ours, so K and ``cam_from_world`` carry over unchanged. The unit sphere comes from the masks when there are
 any, else from the sparse points (percentile-trimmed), see ``recon.io.scene_bounds``.
 """
 
@@ -24,13 +26,15 @@ from recon.io.multiview import (
     drop_placeholder_masks,
     read_image,
     read_mask,
+    reading_headers_only,
     stack_images,
     validate_dataset,
 )
 from recon.io.normalize import Normalization
 from recon.io.scene_bounds import normalize_views
+from recon.io.undistort import remap, undistortion_map
 
-SUPPORTED_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+SUPPORTED_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV")
 DISTORTION_TOLERANCE = 1e-6
 
 
@@ -42,7 +46,8 @@ def find_model(root: Path) -> Path:
     raise InputError("no COLMAP model: expected sparse/0/cameras.bin (or .txt)", code=NOT_FOUND, path=root)
 
 
-def _camera_matrix(cam, *, name: str, path: Path) -> np.ndarray:
+def _camera_matrix(cam, *, name: str, path: Path) -> tuple[np.ndarray, bool]:
+    """K of a supported camera and whether its images must be undistorted."""
     model = str(cam.model_name)
     if model not in SUPPORTED_MODELS:
         raise InputError(f"camera model {model} of image {name!r} is not supported; expected one of "
@@ -50,11 +55,11 @@ def _camera_matrix(cam, *, name: str, path: Path) -> np.ndarray:
                          path=path)
     params = np.asarray(cam.params, dtype=np.float64)
     extra = params[list(cam.extra_params_idxs())] if len(cam.extra_params_idxs()) else np.zeros(0)
-    if extra.size and np.abs(extra).max() > DISTORTION_TOLERANCE:
-        raise InputError(f"camera {cam.camera_id} ({model}) has lens distortion {extra.tolist()}; undistortion is "
-                         "not supported: run colmap image_undistorter and upload its PINHOLE model",
-                         code=UNSUPPORTED_FORMAT, path=path)
-    return np.asarray(cam.calibration_matrix(), dtype=np.float64)
+    if not np.isfinite(params).all():
+        raise InputError(f"camera {cam.camera_id} ({model}) has non-finite parameters", code=MALFORMED_FILE,
+                         path=path)
+    distorted = bool(extra.size and np.abs(extra).max() > DISTORTION_TOLERANCE)
+    return np.asarray(cam.calibration_matrix(), dtype=np.float64), distorted
 
 
 def _find_mask(root: Path, name: str) -> Path | None:
@@ -90,11 +95,24 @@ def load_colmap(root: Path, *, normalization: str = "auto", background: float = 
             raise InputError(f"image name {img.name!r} points outside images/", code=MALFORMED_FILE, path=model_dir)
     check_pixel_budget(files, path=root)
     rgbs, Ks, poses, names, masks = [], [], [], [], []
+    maps: dict[tuple[int, int, int], np.ndarray] = {}  # one undistortion map per camera and size
     for img, p in zip(images, files):
         rgb, _ = read_image(p)
         cam = rec.cameras[img.camera_id]
-        K = _camera_matrix(cam, name=img.name, path=model_dir)
+        K, distorted = _camera_matrix(cam, name=img.name, path=model_dir)
         H, W = rgb.shape[:2]
+        mask_file = _find_mask(root, img.name)
+        mask = None if mask_file is None else read_mask(mask_file)
+        if distorted and not reading_headers_only():
+            key = (img.camera_id, W, H)
+            if key not in maps:
+                try:
+                    maps[key] = undistortion_map(cam, W, H)
+                except InputError as e:
+                    raise InputError(e.detail, code=e.code, path=model_dir) from e
+            rgb = remap(rgb, maps[key])
+            if mask is not None and mask.shape == (H, W):
+                mask = remap(mask, maps[key])
         if (W, H) != (cam.width, cam.height):  # downsampled images: scale the calibration
             K[0] *= W / cam.width
             K[1] *= H / cam.height
@@ -104,8 +122,7 @@ def load_colmap(root: Path, *, normalization: str = "auto", background: float = 
         Ks.append(K)
         poses.append(np.linalg.inv(w2c))
         names.append(img.name)
-        m = _find_mask(root, img.name)
-        masks.append(None if m is None else read_mask(m))
+        masks.append(mask)
     stacked = stack_images(rgbs, names, path=root)
     notes: list[str] = []
     n_masks = sum(m is not None for m in masks)
@@ -117,6 +134,10 @@ def load_colmap(root: Path, *, normalization: str = "auto", background: float = 
         mask_arr = drop_placeholder_masks(stack_images(masks, names, path=root, what="mask"), notes)
         if mask_arr is not None and mask_arr.shape != stacked.shape[:3]:
             raise InputError("masks and images differ in size", code=MALFORMED_FILE, path=root)
+    n_distorted = sum(_camera_matrix(rec.cameras[img.camera_id], name=img.name, path=model_dir)[1]
+                      for img in images)
+    if n_distorted:
+        notes.append(f"{n_distorted} views undistorted (lens distortion of their COLMAP camera)")
     n_unreg = len(rec.images) - len(images)
     if n_unreg:
         notes.append(f"{n_unreg} images without a pose in the model were skipped")

@@ -129,6 +129,11 @@ def validate_dataset(ds: MultiviewDataset, *, path: str | Path | None = None) ->
     return ds
 
 
+def reading_headers_only() -> bool:
+    """True while a probe reads image sizes only (pixels are placeholders, not worth processing)."""
+    return _HEADER_ONLY.get()
+
+
 def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """An image file -> (H, W, 3) float32 RGB in [0, 1] and its alpha (H, W) or None.
 

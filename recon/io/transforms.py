@@ -6,8 +6,9 @@ Read keys (top level, and per frame where these formats allow overriding them):
   principal point to the image centre), else ``camera_angle_x`` (and ``camera_angle_y``)
   field-of-view angles in radians, or a per-frame ``intrinsic_matrix`` (NeuS2, 3x3 or 4x4);
   ``w``/``h`` give the size those intrinsics refer to (images of another size rescale them).
-  Pixel centres are at +0.5, as in instant-ngp and nerfstudio. Distortion (``k1``, ``k2``,
-  ``p1``, ``p2``) is refused unless it is zero.
+  Pixel centres are at +0.5, as in instant-ngp and nerfstudio. Lens distortion in OpenCV's
+  radial-tangential model (``k1``, ``k2``, ``p1``, ``p2``, ``k3``) is undone on load
+  (``recon.io.undistort``); ``k4`` and ``camera_model: OPENCV_FISHEYE`` are refused.
 * per frame: ``file_path`` (relative to the json file, with or without an image suffix),
   optional ``mask_path``, and ``transform_matrix``: camera-to-world in OpenGL/Blender camera
   axes, or in OpenCV axes when the file says ``"from_na": true`` (NeuS2's own layout).
@@ -38,11 +39,13 @@ from recon.io.multiview import (
     drop_placeholder_masks,
     read_image,
     read_mask,
+    reading_headers_only,
     stack_images,
     validate_dataset,
 )
 from recon.io.normalize import Normalization
 from recon.io.scene_bounds import check_framing, normalize_views
+from recon.io.undistort import opencv_camera, remap, undistortion_map
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG", ".webp", ".bmp", ".tif", ".tiff")
 JSON_NAMES = ("transforms.json", "transforms_train.json")
@@ -97,15 +100,26 @@ def _matrix(value, shape_ok, what: str, *, json_path: Path) -> np.ndarray:
     return m
 
 
+DISTORTION_KEYS = ("k1", "k2", "p1", "p2", "k3")
+
+
+def _distortion(meta: dict, frame: dict, *, json_path: Path) -> dict[str, float]:
+    """The frame's non-zero OpenCV distortion coefficients (frame keys override top-level ones)."""
+    d = {**meta, **frame}
+    model = str(d.get("camera_model", "OPENCV")).upper()
+    k4 = _number(d, "k4", json_path=json_path)
+    if model not in ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE") or (k4 is not None and abs(k4) > 1e-6):
+        raise InputError(f"camera model {model} {'with k4 ' if k4 else ''}is not supported: expected OPENCV "
+                         "(k1, k2, p1, p2, k3), or undistort the images first", code=UNSUPPORTED_FORMAT,
+                         path=json_path)
+    coeffs = {k: _number(d, k, json_path=json_path) for k in DISTORTION_KEYS}
+    return {k: float(v) for k, v in coeffs.items() if v is not None and abs(v) > 1e-6}
+
+
 def _intrinsics(meta: dict, frame: dict, hw: tuple[int, int], *, json_path: Path, idx: int) -> np.ndarray:
     """3x3 K for a frame of actual size ``hw``; frame keys override top-level ones."""
     d = {**meta, **{k: v for k, v in frame.items() if k not in ("file_path", "transform_matrix")}}
     H, W = hw
-    for k in ("k1", "k2", "k3", "k4", "p1", "p2"):
-        v = _number(d, k, json_path=json_path)
-        if v is not None and abs(v) > 1e-6:
-            raise InputError(f"lens distortion ({k}={v:g}) is not supported: undistort the images first",
-                             code=UNSUPPORTED_FORMAT, path=json_path)
     w0 = _number(d, "w", json_path=json_path) or W
     h0 = _number(d, "h", json_path=json_path) or H
     if "intrinsic_matrix" in frame:
@@ -155,20 +169,38 @@ def load_transforms(path: Path, *, background: float = 1.0, normalization: str =
     files = [_resolve_image(base, str(fr["file_path"]), json_path=json_path) for fr in frames]
     check_pixel_budget(files, path=json_path)
     rgbs, alphas, masks, names, Ks, poses = [], [], [], [], [], []
+    n_undistorted = 0
     for i, (fr, img_path) in enumerate(zip(frames, files)):
         rgb, alpha = read_image(img_path)
-        rgbs.append(rgb)
-        alphas.append(alpha)
-        names.append(str(fr["file_path"]))
+        mask = None
         if "mask_path" in fr:
-            masks.append(read_mask(_resolve_image(base, str(fr["mask_path"]), json_path=json_path)))
+            mask = read_mask(_resolve_image(base, str(fr["mask_path"]), json_path=json_path))
         c2w = np.eye(4)
         m = _matrix(fr["transform_matrix"], ((4, 4), (3, 4)), f"frame {i} transform_matrix", json_path=json_path)
         c2w[: m.shape[0]] = m
+        K = _intrinsics(meta, fr, rgb.shape[:2], json_path=json_path, idx=i)
+        coeffs = _distortion(meta, fr, json_path=json_path)
+        if coeffs and not reading_headers_only():
+            H, W = rgb.shape[:2]
+            try:
+                coords = undistortion_map(opencv_camera(K, W, H, **coeffs), W, H)
+            except InputError as e:
+                raise InputError(f"frame {i}: {e.detail}", code=e.code, path=json_path) from e
+            rgb = remap(rgb, coords)
+            alpha = None if alpha is None else remap(alpha, coords)
+            mask = None if mask is None or mask.shape != (H, W) else remap(mask, coords)
+            n_undistorted += 1
+        rgbs.append(rgb)
+        alphas.append(alpha)
+        names.append(str(fr["file_path"]))
+        if mask is not None:
+            masks.append(mask)
         poses.append(c2w if opencv else c2w @ OPENGL_TO_OPENCV)
-        Ks.append(_intrinsics(meta, fr, rgb.shape[:2], json_path=json_path, idx=i))
+        Ks.append(K)
     images = stack_images(rgbs, names, path=json_path)
     notes: list[str] = []
+    if n_undistorted:
+        notes.append(f"{n_undistorted} views undistorted (OpenCV lens coefficients in the file)")
     mask_arr = None
     if masks:
         if len(masks) != len(frames):
