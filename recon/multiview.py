@@ -142,22 +142,7 @@ class NeusModel(nn.Module):
 
     def geometry(self, x: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
         """(n, 3) -> SDF (n,), gradient (n, 3), feature (n, hidden) in one encoding pass."""
-        net = self.sdf
-        enc, jac = net.encoding.forward_with_jacobian(x)
-        x_in = x.detach().requires_grad_(True)
-        if not enc.requires_grad:
-            enc = enc.detach().requires_grad_(True)
-        with torch.enable_grad():
-            h = torch.cat([x_in, enc], dim=-1)
-            a = h
-            for layer in net.layers[:-1]:
-                a = net.act(layer(a))
-            sdf = net.layers[-1](a).squeeze(-1)
-            (g_h,) = torch.autograd.grad(sdf.sum(), h, create_graph=create_graph)
-        grad = g_h[:, :3] + (g_h[:, 3:, None] * jac).sum(dim=1)
-        if not create_graph:
-            sdf, grad, a = sdf.detach(), grad.detach(), a.detach()
-        return sdf, grad, a
+        return self.sdf.forward_with_gradient_and_feature(x, create_graph)
 
     def radiance(self, feature: Tensor, grad: Tensor, view_dir: Tensor) -> Tensor:
         normal = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-6)

@@ -82,26 +82,42 @@ class HashSDF(DistanceField):
         self.active_levels = active
         self.encoding.set_active_levels(active)
 
-    def _mlp(self, h: Tensor) -> Tensor:
+    def _hidden(self, h: Tensor) -> Tensor:
+        """The MLP up to its last hidden layer: the feature that heads such as a colour network read."""
         for layer in self.layers[:-1]:
             h = self.act(layer(h))
-        return self.layers[-1](h).squeeze(-1)
+        return h
+
+    def _head(self, feature: Tensor) -> Tensor:
+        """The output layer; subclasses that transform the field's value override this."""
+        return self.layers[-1](feature).squeeze(-1)
+
+    def _mlp(self, h: Tensor) -> Tensor:
+        return self._head(self._hidden(h))
 
     def forward(self, x: Tensor) -> Tensor:
         return self._mlp(torch.cat([x, self.encoding(x)], dim=-1))
 
     def forward_with_gradient(self, x: Tensor, create_graph: bool = True) -> tuple[Tensor, Tensor]:
+        sdf, grad, _ = self.forward_with_gradient_and_feature(x, create_graph)
+        return sdf, grad
+
+    def forward_with_gradient_and_feature(self, x: Tensor, create_graph: bool = True
+                                          ) -> tuple[Tensor, Tensor, Tensor]:
+        """(n, 3) -> value (n,), its gradient (n, 3) and the last hidden layer (n, hidden_dim), from
+        one pass through the encoding (its analytic Jacobian, not a second autograd pass)."""
         enc, jac = self.encoding.forward_with_jacobian(x)
         x_in = x.detach().requires_grad_(True)
         if not enc.requires_grad:
             enc = enc.detach().requires_grad_(True)
         with torch.enable_grad():
             h = torch.cat([x_in, enc], dim=-1)
-            sdf = self._mlp(h)
+            feature = self._hidden(h)
+            sdf = self._head(feature)
             (g_h,) = torch.autograd.grad(sdf.sum(), h, create_graph=create_graph)
         # Chain rule through the encoding: df/dx = df/dx_direct + J_enc^T df/denc. (A broadcast
         # multiply-and-sum: einsum lowers this to n tiny batched matmuls, ~50x slower on CPU.)
         grad = g_h[:, :3] + (g_h[:, 3:, None] * jac).sum(dim=1)
         if not create_graph:
-            sdf, grad = sdf.detach(), grad.detach()
-        return sdf, grad
+            sdf, grad, feature = sdf.detach(), grad.detach(), feature.detach()
+        return sdf, grad, feature

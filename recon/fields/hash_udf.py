@@ -37,9 +37,9 @@ class HashUDFConfig(HashSDFConfig):
 class HashUDF(HashSDF):
     """Unsigned distance field f(x) = |MLP([x, hash_grid(x)])| >= 0, zero on the surface."""
 
-    def _mlp(self, h: Tensor) -> Tensor:
+    def _head(self, feature: Tensor) -> Tensor:
         # forward and forward_with_gradient both go through here, so the gradient is that of |s|.
-        s = super()._mlp(h)
+        s = super()._head(feature)
         if self.training:
             self.last_raw = s  # the fit penalises s < 0 (see UdfConfig.w_sign)
         return s.abs()
