@@ -53,7 +53,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from meshing.marching_cubes import check_bounds
-from meshing.mesh import Mesh
+from meshing.mesh import Mesh, half_edges
 
 Field = Callable[[torch.Tensor], torch.Tensor]
 
@@ -410,9 +410,7 @@ def _drop_nonmanifold(faces: np.ndarray) -> tuple[np.ndarray, int]:
     """Remove every face on an edge used by more than two faces; returns (faces, removed)."""
     if len(faces) == 0:
         return faces, 0
-    und = np.sort(np.stack([faces, np.roll(faces, -1, 1)], 2).reshape(-1, 2), 1)
-    nv = np.int64(faces.max() + 1)
-    _, eid, counts = np.unique(und[:, 0] * nv + und[:, 1], return_inverse=True, return_counts=True)
+    _, eid, counts = half_edges(faces, directed=False)
     bad = (counts[eid] > 2).reshape(-1, 3).any(1)
     return faces[~bad], int(bad.sum())
 
@@ -421,10 +419,7 @@ def _boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     """Boundary loops of a consistently oriented, edge-manifold mesh, each as its vertices in
     the direction the faces traverse them. Where boundaries meet at a vertex, the walk splits
     them into simple loops (no vertex twice), so every loop can be closed on its own."""
-    he = np.stack([faces, np.roll(faces, -1, 1)], 2).reshape(-1, 2)
-    nv = np.int64(faces.max() + 1)
-    key = np.minimum(he[:, 0], he[:, 1]) * nv + np.maximum(he[:, 0], he[:, 1])
-    _, eid, counts = np.unique(key, return_inverse=True, return_counts=True)
+    he, eid, counts = half_edges(faces, directed=False)
     b = he[counts[eid] == 1]
     out: dict[int, list[int]] = {}
     for a, c in b.tolist():
@@ -489,9 +484,7 @@ def _drop_twists(faces: np.ndarray) -> tuple[np.ndarray, int]:
     """
     if len(faces) == 0:
         return faces, 0
-    he = np.stack([faces, np.roll(faces, -1, 1)], 2).reshape(-1, 2)
-    nv = np.int64(faces.max() + 1)
-    _, eid, counts = np.unique(he[:, 0] * nv + he[:, 1], return_inverse=True, return_counts=True)
+    _, eid, counts = half_edges(faces, directed=True)
     bad = (counts[eid] > 1).reshape(-1, 3).any(1)
     return faces[~bad], int(bad.sum())
 
@@ -501,11 +494,8 @@ def _orient(faces: np.ndarray) -> np.ndarray:
     if len(faces) == 0:
         return faces
     f = len(faces)
-    he = np.stack([faces, np.roll(faces, -1, 1)], 2).reshape(-1, 2)  # (3F, 2) directed edges
+    he, eid, counts = half_edges(faces, directed=False)
     face_of = np.repeat(np.arange(f), 3)
-    und = np.sort(he, 1)
-    nv = np.int64(faces.max() + 1)
-    _, eid, counts = np.unique(und[:, 0] * nv + und[:, 1], return_inverse=True, return_counts=True)
     # Pair faces that share a manifold edge; "same" when they use it in the same direction.
     inner = counts[eid] == 2
     o = np.argsort(eid[inner], kind="stable")

@@ -90,17 +90,21 @@ def area(mesh: Mesh) -> float:
     return float(face_areas(mesh).sum())
 
 
+def half_edges(faces: np.ndarray, *, directed: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The faces' half-edges (3F, 2) in face order (face k owns rows 3k..3k+2), the id of each
+    one's edge, and per edge id how many half-edges share it. ``directed`` tells (a, b) from
+    (b, a); otherwise they are one edge."""
+    he = np.stack([faces, np.roll(faces, -1, 1)], 2).reshape(-1, 2)
+    nv = np.int64(faces.max() + 1 if faces.size else 1)
+    # Encode (a, b) as one int64 so counting is a 1-D sort, not a row-wise unique.
+    a, b = (he[:, 0], he[:, 1]) if directed else (he.min(1), he.max(1))
+    _, eid, counts = np.unique(a * nv + b, return_inverse=True, return_counts=True)
+    return he, eid.reshape(-1), counts
+
+
 def _edge_counts(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
     """(undirected edge use counts, directed edge use counts) over all face edges."""
-    f = mesh.faces
-    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    nv = np.int64(max(mesh.n_vertices, 1))
-    # Encode (a, b) as one int64 so counting is a 1-D sort, not a row-wise unique.
-    d_key = directed[:, 0] * nv + directed[:, 1]
-    u_key = directed.min(axis=1) * nv + directed.max(axis=1)
-    _, n_und = np.unique(u_key, return_counts=True)
-    _, n_dir = np.unique(d_key, return_counts=True)
-    return n_und, n_dir
+    return half_edges(mesh.faces, directed=False)[2], half_edges(mesh.faces, directed=True)[2]
 
 
 def is_edge_manifold(mesh: Mesh) -> bool:
