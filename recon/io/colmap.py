@@ -9,8 +9,9 @@ a pinhole camera with the same focal lengths, principal point and size: each out
 samples the input (bilinear) where COLMAP's own projection (``Camera.img_from_cam``) puts it;
 output pixels whose source falls outside the image take the nearest edge pixel, and the
 notes say how many views were undistorted. COLMAP's pixel convention (top-left pixel centre at
-(0.5, 0.5)) and camera axes are ours, so K and ``cam_from_world`` carry over unchanged. The unit sphere comes from the masks when there are
-any, else from the sparse points (percentile-trimmed), see ``recon.io.scene_bounds``.
+(0.5, 0.5)) and camera axes are ours, so K and ``cam_from_world`` carry over unchanged. The
+unit sphere comes from the masks when there are any, else from the sparse points
+(percentile-trimmed), see ``recon.io.scene_bounds``.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def load_colmap(root: Path, *, normalization: str = "auto", background: float = 
     check_pixel_budget(files, path=root)
     rgbs, Ks, poses, names, masks = [], [], [], [], []
     maps: dict[tuple[int, int, int], np.ndarray] = {}  # one undistortion map per camera and size
+    n_distorted = 0
     for img, p in zip(images, files):
         rgb, _ = read_image(p)
         cam = rec.cameras[img.camera_id]
@@ -106,11 +108,9 @@ def load_colmap(root: Path, *, normalization: str = "auto", background: float = 
         if distorted and not reading_headers_only():
             key = (img.camera_id, W, H)
             if key not in maps:
-                try:
-                    maps[key] = undistortion_map(cam, W, H)
-                except InputError as e:
-                    raise InputError(e.detail, code=e.code, path=model_dir) from e
+                maps[key] = undistortion_map(cam, W, H, path=model_dir)
             rgb = remap(rgb, maps[key])
+            n_distorted += 1
             if mask is not None and mask.shape == (H, W):
                 mask = remap(mask, maps[key])
         if (W, H) != (cam.width, cam.height):  # downsampled images: scale the calibration
@@ -134,8 +134,6 @@ def load_colmap(root: Path, *, normalization: str = "auto", background: float = 
         mask_arr = drop_placeholder_masks(stack_images(masks, names, path=root, what="mask"), notes)
         if mask_arr is not None and mask_arr.shape != stacked.shape[:3]:
             raise InputError("masks and images differ in size", code=MALFORMED_FILE, path=root)
-    n_distorted = sum(_camera_matrix(rec.cameras[img.camera_id], name=img.name, path=model_dir)[1]
-                      for img in images)
     if n_distorted:
         notes.append(f"{n_distorted} views undistorted (lens distortion of their COLMAP camera)")
     n_unreg = len(rec.images) - len(images)

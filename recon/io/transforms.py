@@ -182,10 +182,7 @@ def load_transforms(path: Path, *, background: float = 1.0, normalization: str =
         coeffs = _distortion(meta, fr, json_path=json_path)
         if coeffs and not reading_headers_only():
             H, W = rgb.shape[:2]
-            try:
-                coords = undistortion_map(opencv_camera(K, W, H, **coeffs), W, H)
-            except InputError as e:
-                raise InputError(f"frame {i}: {e.detail}", code=e.code, path=json_path) from e
+            coords = undistortion_map(opencv_camera(K, W, H, **coeffs), W, H, path=json_path, what=f"frame {i}: ")
             rgb = remap(rgb, coords)
             alpha = None if alpha is None else remap(alpha, coords)
             mask = None if mask is None or mask.shape != (H, W) else remap(mask, coords)

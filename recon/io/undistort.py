@@ -10,6 +10,8 @@ Pixel centres are at +0.5, as in COLMAP, instant-ngp and nerfstudio.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from recon.io.errors import MALFORMED_FILE, InputError
@@ -28,9 +30,10 @@ def opencv_camera(K: np.ndarray, width: int, height: int, k1=0.0, k2=0.0, p1=0.0
     return cam
 
 
-def undistortion_map(cam, width: int, height: int) -> np.ndarray:
+def undistortion_map(cam, width: int, height: int, *, path: Path | None = None, what: str = "") -> np.ndarray:
     """(2, H, W) row/column positions in a ``width`` x ``height`` photo taken with ``cam`` (or a
-    resized copy of it) that each pixel of the undistorted pinhole view takes its value from."""
+    resized copy of it) that each pixel of the undistorted pinhole view takes its value from.
+    ``InputError`` (naming ``path`` and prefixed by ``what``) when the lens sends a ray nowhere."""
     sx, sy = cam.width / width, cam.height / height
     jj, ii = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
     # Pixel centres in the camera's own pixel units, then rays through the pinhole camera.
@@ -39,8 +42,8 @@ def undistortion_map(cam, width: int, height: int) -> np.ndarray:
     rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1).reshape(-1, 3)
     src = np.asarray(cam.img_from_cam(rays, check_cheirality=False), dtype=np.float64).reshape(height, width, 2)
     if not np.isfinite(src).all():
-        raise InputError(f"the lens distortion of camera {cam.camera_id} ({cam.model_name}) does not map every "
-                         "pixel into the image", code=MALFORMED_FILE)
+        raise InputError(f"{what}the lens distortion of camera {cam.camera_id} ({cam.model_name}) does not map "
+                         "every pixel into the image", code=MALFORMED_FILE, path=path)
     return np.stack([src[..., 1] / sy - 0.5, src[..., 0] / sx - 0.5])
 
 
