@@ -7,7 +7,6 @@ callback, cancellation comes from a token, artifacts are files in ``out_dir``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -316,12 +315,3 @@ def _json_default(o):
     if isinstance(o, (np.floating, np.integer, np.bool_)):
         return o.item()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
