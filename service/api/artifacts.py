@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from service.api.deps import CtxDep, PrincipalDep
+from service.jobs.states import JobStatus
 from service.problems import Problem, ProblemCode, responses
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
@@ -30,7 +31,7 @@ def get_artifact(job_id: Annotated[str, Path(max_length=64)], name: Annotated[st
     art = next((a for a in job.artifacts or [] if a["name"] == name), None)
     if art is None:
         raise Problem(404, ProblemCode.ARTIFACT_NOT_FOUND, f"job {job_id!r} has no artifact {name!r}"
-                      + ("" if job.status == "succeeded" else f" (the job is {job.status})"))
+                      + ("" if job.status == JobStatus.SUCCEEDED else f" (the job is {job.status})"))
     etag = f'"{art["sha256"]}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=31536000, immutable"}
     if request.headers.get("if-none-match") == etag:
