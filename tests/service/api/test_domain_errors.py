@@ -33,7 +33,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("exc, status, code, title, detail, headers", CASES, ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize("exc, status, code, title, detail, headers", CASES, ids=[type(c[0]).__name__ for c in CASES])
 def test_each_domain_error_answers_as_before(exc, status, code, title, detail, headers):
     r = answer(exc)
     body = json.loads(r.body)
