@@ -10,7 +10,6 @@ trimming of low-density vertices.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -62,11 +61,11 @@ class PoissonConfig:
 
 def poisson_reconstruct(
     points: np.ndarray,
-    normals: Optional[np.ndarray] = None,
+    normals: np.ndarray | None = None,
     config: PoissonConfig = PoissonConfig(),
     *,
-    progress: Optional[ProgressFn] = None,
-    cancel: Optional[CancelToken] = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
 ) -> Mesh:
     """Screened Poisson mesh of ``points`` (n, 3), with outward normals and CCW faces.
 
@@ -207,6 +206,6 @@ def _check_normals(normals: np.ndarray, n: int) -> np.ndarray:
     return normals / length
 
 
-def _check_cancel(cancel: Optional[CancelToken]) -> None:
+def _check_cancel(cancel: CancelToken | None) -> None:
     if cancel is not None:
         cancel.raise_if_cancelled()
