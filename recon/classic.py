@@ -10,12 +10,11 @@ trimming of low-density vertices.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
 from meshing.mesh import Mesh
-from recon.progress import CancelToken, ProgressEvent, ProgressFn, no_progress
+from recon.progress import CancelToken, ProgressEvent, ProgressFn, Stage, no_progress
 
 
 @dataclass(frozen=True)
@@ -62,11 +61,11 @@ class PoissonConfig:
 
 def poisson_reconstruct(
     points: np.ndarray,
-    normals: Optional[np.ndarray] = None,
+    normals: np.ndarray | None = None,
     config: PoissonConfig = PoissonConfig(),
     *,
-    progress: Optional[ProgressFn] = None,
-    cancel: Optional[CancelToken] = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
 ) -> Mesh:
     """Screened Poisson mesh of ``points`` (n, 3), with outward normals and CCW faces.
 
@@ -85,17 +84,17 @@ def poisson_reconstruct(
     points = _check_points(points)
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     if normals is None:
-        report(ProgressEvent("normals", 0, 2))
+        report(ProgressEvent(Stage.NORMALS, 0, 2))
         pcd.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=config.normal_knn))
         _check_cancel(cancel)
-        report(ProgressEvent("normals", 1, 2))
+        report(ProgressEvent(Stage.NORMALS, 1, 2))
         _orient_normals(pcd, points, config.orient_knn)
     else:
         pcd.normals = o3d.utility.Vector3dVector(_check_normals(normals, len(points)))
-    report(ProgressEvent("normals", 2, 2))
+    report(ProgressEvent(Stage.NORMALS, 2, 2))
     _check_cancel(cancel)
 
-    report(ProgressEvent("poisson", 0, 2))
+    report(ProgressEvent(Stage.POISSON, 0, 2))
     o3d_mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(
         pcd,
         depth=config.depth,
@@ -104,7 +103,7 @@ def poisson_reconstruct(
         n_threads=config.n_threads,
     )
     _check_cancel(cancel)
-    report(ProgressEvent("poisson", 1, 2))
+    report(ProgressEvent(Stage.POISSON, 1, 2))
     vertices = np.asarray(o3d_mesh.vertices, dtype=np.float64)
     faces = np.asarray(o3d_mesh.triangles, dtype=np.int64)
     densities = np.asarray(densities, dtype=np.float64)
@@ -117,7 +116,7 @@ def poisson_reconstruct(
         faces = faces[keep[faces].all(axis=1)]
     vertices, faces = _drop_unreferenced(vertices, faces)
     mesh = Mesh(vertices, faces, vertex_normals=vertex_normals(vertices, faces))
-    report(ProgressEvent("poisson", 2, 2))
+    report(ProgressEvent(Stage.POISSON, 2, 2))
     return mesh
 
 
@@ -207,6 +206,6 @@ def _check_normals(normals: np.ndarray, n: int) -> np.ndarray:
     return normals / length
 
 
-def _check_cancel(cancel: Optional[CancelToken]) -> None:
+def _check_cancel(cancel: CancelToken | None) -> None:
     if cancel is not None:
         cancel.raise_if_cancelled()

@@ -35,7 +35,7 @@ from recon.encodings.hash_grid import HashGridConfig
 from recon.fields.color import ColorConfig, ColorNetwork
 from recon.fields.hash_sdf import HashSDF, HashSDFConfig
 from recon.io.multiview import MultiviewDataset
-from recon.progress import CancelToken, ProgressEvent, ProgressFn, no_progress
+from recon.progress import CancelToken, ProgressEvent, ProgressFn, Stage, no_progress
 from recon.rendering import (
     OccupancyGrid,
     camera_rays,
@@ -327,7 +327,7 @@ def fit_neus(
             now = {k: v.item() for k, v in terms.items()}
             now.update(total=loss.item(), psnr=-10.0 * math.log10(max(mse, 1e-10)), inv_s=model.inv_s.item(),
                        samples_per_ray=out["n_samples"] / cfg.rays_per_batch, occupied=model.grid.fraction)
-            progress(ProgressEvent("fit", done, cfg.steps, now))
+            progress(ProgressEvent(Stage.FIT, done, cfg.steps, now))
         if checkpoint_due(ckpt, cfg.checkpoint_every, done, cfg.steps):
             save_checkpoint(ckpt, model, optimizer, gen, done, fingerprint)
 

@@ -29,7 +29,7 @@ from recon.classic import poisson_reconstruct
 from recon.io import load_point_cloud, normalize
 from recon.pointcloud import fit_sdf
 from recon.presets import get_preset, with_seed
-from recon.progress import CancelToken, ProgressEvent, ProgressFn, no_progress
+from recon.progress import CancelToken, ProgressEvent, ProgressFn, Stage, no_progress
 from recon.registry import lookup, register
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def _extract(model, ctx: _Context, *, signed: bool, resolution: int) -> Mesh:
     if ctx.cancel is not None:
         ctx.cancel.raise_if_cancelled()
     extractor = ctx.spec.extractor or ("marching_cubes" if signed else "dualmesh_udf")
-    ctx.progress(ProgressEvent("extract", 0, 1))
+    ctx.progress(ProgressEvent(Stage.EXTRACT, 0, 1))
     if extractor == "marching_cubes":
         mesh = extract_sdf(model.evaluate, resolution=resolution, device=ctx.device,
                            level=0.0 if signed else UDF_MC_LEVEL)
@@ -153,7 +153,7 @@ def _extract(model, ctx: _Context, *, signed: bool, resolution: int) -> Mesh:
         field = model if not signed else (lambda x: model(x).abs())
         depth = max(5, math.ceil(math.log2(resolution)))
         mesh = extract_udf(field, depth=depth, device=ctx.device, fill_holes=UDF_FILL_HOLES)
-    ctx.progress(ProgressEvent("extract", 1, 1))
+    ctx.progress(ProgressEvent(Stage.EXTRACT, 1, 1))
     return mesh
 
 
@@ -197,10 +197,10 @@ def run(
     device = resolve_device(spec.device)
     gt = load_mesh(gt_path) if gt_path is not None else None
 
-    progress(ProgressEvent("load", 0, 1))
+    progress(ProgressEvent(Stage.LOAD, 0, 1))
     cloud = load_point_cloud(input_path)
     unit, norm = normalize(cloud)
-    progress(ProgressEvent("load", 1, 1))
+    progress(ProgressEvent(Stage.LOAD, 1, 1))
     timings = {"load": time.perf_counter() - t0}
 
     t = time.perf_counter()
@@ -214,13 +214,13 @@ def run(
 
     if cancel is not None:
         cancel.raise_if_cancelled()
-    progress(ProgressEvent("metrics", 0, 1))
+    progress(ProgressEvent(Stage.METRICS, 0, 1))
     t = time.perf_counter()
     metrics: dict = {"input": evaluate_against_points(mesh, cloud.points)}
     if gt is not None:
         metrics["ground_truth"] = evaluate_meshes(mesh, gt, seed=spec.seed)
     timings["metrics"] = time.perf_counter() - t
-    progress(ProgressEvent("metrics", 1, 1))
+    progress(ProgressEvent(Stage.METRICS, 1, 1))
     metrics["n_input_points"] = len(cloud.points)
     return _export(mesh, metrics, timings, spec, out_dir, progress, t0)
 
@@ -238,13 +238,13 @@ def _finish_mesh(mesh: Mesh, spec: JobSpec, norm) -> Mesh:
 def _export(mesh: Mesh, metrics: dict, timings: dict, spec: JobSpec, out_dir: Path, progress: ProgressFn,
             t0: float) -> Result:
     """Write ``mesh.<fmt>`` for each requested format and ``metrics.json``."""
-    progress(ProgressEvent("export", 0, len(spec.formats)))
+    progress(ProgressEvent(Stage.EXPORT, 0, len(spec.formats)))
     artifacts: dict[str, Path] = {}
     for i, fmt in enumerate(spec.formats):
         path = out_dir / f"mesh.{fmt}"
         save_mesh(mesh, path, format=fmt)
         artifacts[path.name] = path
-        progress(ProgressEvent("export", i + 1, len(spec.formats)))
+        progress(ProgressEvent(Stage.EXPORT, i + 1, len(spec.formats)))
     timings["total"] = time.perf_counter() - t0
     metrics["timings_s"] = timings
     metrics["method"] = spec.method
@@ -270,10 +270,10 @@ def _run_multiview(spec: JobSpec, input_path: Path, out_dir: Path, *, gt_path, p
     t0 = time.perf_counter()
     device = resolve_device(spec.device)
     gt = load_mesh(gt_path) if gt_path is not None else None
-    progress(ProgressEvent("load", 0, 1))
+    progress(ProgressEvent(Stage.LOAD, 0, 1))
     dataset = load_multiview(input_path)
     train, test = split_views(dataset, spec.holdout_every)
-    progress(ProgressEvent("load", 1, 1))
+    progress(ProgressEvent(Stage.LOAD, 1, 1))
     timings = {"load": time.perf_counter() - t0}
 
     t = time.perf_counter()
@@ -284,15 +284,15 @@ def _run_multiview(spec: JobSpec, input_path: Path, out_dir: Path, *, gt_path, p
     if cancel is not None:
         cancel.raise_if_cancelled()
     t = time.perf_counter()
-    progress(ProgressEvent("extract", 0, 1))
+    progress(ProgressEvent(Stage.EXTRACT, 0, 1))
     mesh = extract_mesh(model, resolution=spec.resolution or preset.resolution, device=device)
-    progress(ProgressEvent("extract", 1, 1))
+    progress(ProgressEvent(Stage.EXTRACT, 1, 1))
     timings["extract"] = time.perf_counter() - t
     if mesh.is_empty:
         raise ValueError("the neus reconstruction produced an empty mesh (no surface inside the unit sphere)")
     mesh = _finish_mesh(mesh, spec, dataset.normalization)
 
-    progress(ProgressEvent("metrics", 0, 1))
+    progress(ProgressEvent(Stage.METRICS, 0, 1))
     t = time.perf_counter()
     views: dict = {"n_train": train.n_views, "n_test": 0 if test is None else test.n_views,
                    "normalization_source": dataset.normalization_source}
@@ -306,7 +306,7 @@ def _run_multiview(spec: JobSpec, input_path: Path, out_dir: Path, *, gt_path, p
     if gt is not None:
         metrics["ground_truth"] = evaluate_meshes(mesh, gt, seed=spec.seed)
     timings["metrics"] = time.perf_counter() - t
-    progress(ProgressEvent("metrics", 1, 1))
+    progress(ProgressEvent(Stage.METRICS, 1, 1))
     metrics["n_views"] = dataset.n_views
     return _export(mesh, metrics, timings, spec, out_dir, progress, t0)
 

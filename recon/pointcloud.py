@@ -30,7 +30,7 @@ from recon import losses
 from recon.fields.base import DistanceField
 from recon.fields.hash_sdf import HashSDFConfig
 from recon.fields.siren import SirenSDFConfig
-from recon.progress import CancelToken, ProgressEvent, ProgressFn, no_progress
+from recon.progress import CancelToken, ProgressEvent, ProgressFn, Stage, no_progress
 from recon.training import (
     checkpoint_due,
     load_checkpoint,
@@ -268,7 +268,7 @@ def fit_sdf(
         if done % config.log_every == 0 or done == steps:
             losses_now = {k: v.item() for k, v in terms.items()}
             losses_now["total"] = loss.item()
-            progress(ProgressEvent("fit", done, steps, losses_now))
+            progress(ProgressEvent(Stage.FIT, done, steps, losses_now))
         if checkpoint_due(ckpt, config.checkpoint_every, done, steps):
             save_checkpoint(ckpt, model, optimizer, gen, done, fingerprint)
 

@@ -42,7 +42,7 @@ from scipy.spatial import cKDTree
 from recon.encodings.hash_grid import HashGridConfig
 from recon.fields.hash_udf import HashUDF, HashUDFConfig
 from recon.pointcloud import estimate_unoriented_normals, knn_sigma
-from recon.progress import CancelToken, ProgressEvent, ProgressFn, no_progress
+from recon.progress import CancelToken, ProgressEvent, ProgressFn, Stage, no_progress
 from recon.training import (
     checkpoint_due,
     config_fingerprint,
@@ -280,7 +280,7 @@ def fit_udf(
         if done % config.log_every == 0 or done == steps:
             losses_now = {k: v.item() for k, v in terms.items()}
             losses_now["total"] = loss.item()
-            progress(ProgressEvent("fit", done, steps, losses_now))
+            progress(ProgressEvent(Stage.FIT, done, steps, losses_now))
         if checkpoint_due(ckpt, config.checkpoint_every, done, steps):
             save_checkpoint(ckpt, model, optimizer, gen, done, fingerprint)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import Optional
 
 import anyio
 from fastapi import FastAPI
 
 from service.api import artifacts, batches, health, jobs, uploads, web
+from service.api import errors as domain_errors
 from service.api.openapi_bodies import add_components
 from service.context import ServiceContext
 from service.jobs.db import DatabaseConfig
@@ -59,7 +59,7 @@ def _start_dispatcher(settings: Settings, store: JobStore):
     return dispatcher, owns_ray
 
 
-def create_app(settings: Optional[Settings] = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; ``settings`` default to ``Settings()`` (environment and ``.env``)."""
     settings = settings if settings is not None else Settings()
 
@@ -97,6 +97,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
                                 {"name": "artifacts", "description": "Meshes and metrics of finished jobs."},
                                 {"name": "health", "description": "Probes."}])
     install_problems(app)
+    domain_errors.install(app)
     for module in (jobs, artifacts, batches, uploads, health):
         app.include_router(module.router)
     web.install(app)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Optional
 
 from sqlalchemy import select
 
+from service.errors import Unauthorized
 from service.jobs.models import ApiKey, utcnow
 from service.jobs.store import JobStore, new_id
-from service.problems import Problem
 
 ANONYMOUS = "anonymous"
 KEY_PREFIX = "sr_"
@@ -62,16 +61,15 @@ def revoke_key(store: JobStore, *, key_id: str) -> bool:
         return True
 
 
-def authenticate(store: JobStore, *, enabled: bool, api_key: Optional[str]) -> Principal:
-    """The caller for a request carrying ``api_key`` (None when absent); 401 problem if refused."""
+def authenticate(store: JobStore, *, enabled: bool, api_key: str | None) -> Principal:
+    """The caller for a request carrying ``api_key`` (None when absent); Unauthorized if refused."""
     if not enabled:
         return Principal(owner=ANONYMOUS, name=ANONYMOUS)
     if not api_key:
-        raise Problem(401, "unauthorized", "an API key is required (X-API-Key header or Bearer token)",
-                      headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthorized(missing=True)
     digest = hash_key(api_key)
     with store.reading() as s:
         row = s.execute(select(ApiKey).where(ApiKey.key_hash == digest)).scalar_one_or_none()
     if row is None or row.revoked_at is not None or not secrets.compare_digest(row.key_hash, digest):
-        raise Problem(401, "unauthorized", "the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthorized(missing=False)
     return Principal(owner=row.id, name=row.name)

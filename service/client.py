@@ -16,13 +16,15 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import httpx
 
+from service.jobs.states import FINAL_STATUSES, JobStatus
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-FINAL = ("succeeded", "failed", "canceled")
 
 
 class ApiError(Exception):
@@ -36,7 +38,7 @@ class ApiError(Exception):
 class Client:
     """Thin synchronous wrapper over the /v1 API."""
 
-    def __init__(self, server: str, api_key: Optional[str] = None, *, timeout: float = 60.0) -> None:
+    def __init__(self, server: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
         self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout)
 
@@ -57,7 +59,8 @@ class Client:
         for attempt in (1, 2):
             files = kwargs.pop("open_files", None)
             try:
-                opened = [(name, (Path(p).name, open(p, "rb"))) for name, p in files] if files else None
+                opened = ([(name, (Path(p).name, open(p, "rb"))) for name, p in files]  # noqa: SIM115 - closed below
+                          if files else None)
                 try:
                     return self._check(self.http.post(url, headers={"Idempotency-Key": key}, files=opened,
                                                       **kwargs))
@@ -71,7 +74,7 @@ class Client:
                 time.sleep(1.0)
         raise AssertionError("unreachable")
 
-    def submit(self, path: Path, spec: dict, *, gt: Optional[Path] = None) -> dict:
+    def submit(self, path: Path, spec: dict, *, gt: Path | None = None) -> dict:
         files = [("file", path)] + ([("gt_file", gt)] if gt else [])
         return self._post_retrying("/v1/jobs", uuid.uuid4().hex, open_files=files,
                                    data={"spec": json.dumps(spec)}).json()
@@ -83,7 +86,7 @@ class Client:
     def job(self, job_id: str) -> dict:
         return self._check(self.http.get(f"/v1/jobs/{job_id}")).json()
 
-    def jobs(self, *, status: Optional[str] = None, limit: int = 50, cursor: Optional[str] = None) -> dict:
+    def jobs(self, *, status: str | None = None, limit: int = 50, cursor: str | None = None) -> dict:
         params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
         return self._check(self.http.get("/v1/jobs", params=params)).json()
 
@@ -115,7 +118,7 @@ class Client:
             try:
                 for event, payload in self.events(job_id):
                     on_update(payload)
-                    if event == "state" and payload.get("status") in FINAL:
+                    if event == "state" and payload.get("status") in FINAL_STATUSES:
                         return payload
                 failures = 0
             except httpx.TransportError:
@@ -124,7 +127,7 @@ class Client:
                     raise
                 time.sleep(min(10.0, 2.0 ** failures))
             job = self.job(job_id)
-            if job["status"] in FINAL:
+            if job["status"] in FINAL_STATUSES:
                 return job
 
     def download(self, job: dict, out_dir: Path) -> list[Path]:
@@ -137,8 +140,7 @@ class Client:
                     r.read()
                     self._check(r)
                 with open(dest, "wb") as f:
-                    for chunk in r.iter_bytes(1 << 20):
-                        f.write(chunk)
+                    f.writelines(r.iter_bytes(1 << 20))
             written.append(dest)
         return written
 
@@ -202,7 +204,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def _follow_all(client: Client, jobs: list[dict], *, quiet: bool) -> list[dict]:
     from tqdm import tqdm
 
-    finals: list[Optional[dict]] = [None] * len(jobs)
+    finals: list[dict | None] = [None] * len(jobs)
     bars = [tqdm(total=100, position=i, desc=f"{j['input']['name'][:20]:>20}", file=sys.stderr, leave=True,
                  disable=quiet, bar_format="{desc} {bar} {n:5.1f}%{postfix}") for i, j in enumerate(jobs)]
     lock = threading.Lock()
@@ -215,7 +217,7 @@ def _follow_all(client: Client, jobs: list[dict], *, quiet: bool) -> list[dict]:
         try:
             finals[i] = client.follow(jobs[i]["id"], update)
         except (ApiError, httpx.HTTPError) as e:
-            finals[i] = {**jobs[i], "status": "failed", "error": {"code": "client_error", "message": str(e)}}
+            finals[i] = {**jobs[i], "status": JobStatus.FAILED, "error": {"code": "client_error", "message": str(e)}}
 
     threads = [threading.Thread(target=watch, args=(i,), daemon=True) for i in range(len(jobs))]
     for t in threads:
@@ -227,11 +229,11 @@ def _follow_all(client: Client, jobs: list[dict], *, quiet: bool) -> list[dict]:
     return [f for f in finals if f is not None]
 
 
-def _report(client: Client, paths: list[Path], finals: list[dict], out: Optional[Path]) -> int:
+def _report(client: Client, paths: list[Path], finals: list[dict], out: Path | None) -> int:
     failed = 0
     stems = [p.stem for p in paths]
     for p, job in zip(paths, finals):
-        if job["status"] != "succeeded":
+        if job["status"] != JobStatus.SUCCEEDED:
             failed += 1
             err = job.get("error") or {}
             print(f"{job['id']}  {job['status']:<9} {p}: {err.get('code', '')}: {err.get('message', '')}")
@@ -277,7 +279,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         for job_id in args.job_ids:
             try:
                 job = client.cancel(job_id)
-                state = "canceled" if job["status"] == "canceled" else "cancel requested"
+                state = "canceled" if job["status"] == JobStatus.CANCELED else "cancel requested"
                 print(f"{job_id}  {state}")
             except ApiError as e:
                 print(f"{job_id}  error: {e}", file=sys.stderr)
@@ -320,7 +322,7 @@ def add_parsers(sub) -> None:
     j = sub.add_parser("jobs", help="list jobs on a surfrecon server (or show one)")
     j.add_argument("job_id", nargs="?", default=None, help="show this job as JSON")
     _connection_args(j)
-    j.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "canceled"], default=None)
+    j.add_argument("--status", choices=list(JobStatus), default=None)
     j.add_argument("--limit", type=int, default=20)
     j.set_defaults(func=cmd_jobs)
 

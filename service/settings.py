@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,19 +21,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SURFRECON_", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Root of all local state (SQLite file, artifacts, scratch).")
-    database_url: Optional[str] = Field(
+    database_url: str | None = Field(
         None, description="SQLAlchemy URL of the job store; default sqlite:///<data_dir>/jobs.db.")
-    database_schema: Optional[str] = Field(
+    database_schema: str | None = Field(
         None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
         description="PostgreSQL schema holding the tables (created if missing); default the search_path.")
-    artifact_url: Optional[str] = Field(
+    artifact_url: str | None = Field(
         None, description="Artifact store: a local directory or s3://bucket/prefix; default <data_dir>/artifacts.")
-    s3_endpoint_url: Optional[str] = Field(
+    s3_endpoint_url: str | None = Field(
         None, description="Endpoint of an S3-compatible store (MinIO, Ceph...); credentials from AWS_* variables.")
-    ray_address: Optional[str] = Field(
+    ray_address: str | None = Field(
         None, validation_alias=AliasChoices("SURFRECON_RAY_ADDRESS", "RAY_ADDRESS"),
         description="Ray cluster to submit to; unset: start a local Ray in-process.")
-    ray_num_cpus: Optional[int] = Field(None, ge=1, description="CPUs of the local Ray; default all of the machine.")
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray; default all of the machine.")
     ray_object_store_bytes: int = Field(256 << 20, ge=80 << 20, description="Object store size of the local Ray.")
     job_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved on Ray per job.")
     job_resources: dict[str, float] = Field(
@@ -63,12 +63,6 @@ class Settings(BaseSettings):
     events_poll_s: float = Field(0.2, gt=0, description="How often SSE streams look for job changes.")
     sse_keepalive_s: float = Field(15.0, gt=0, description="Comment line sent on idle SSE streams.")
     checkpoint_every_s: float = Field(5.0, gt=0, description="How often a worker copies its fit checkpoint to the store.")
-    test_stage_delay_s: dict[str, float] = Field(
-        default_factory=dict,
-        description="Tests only: seconds a worker lingers (cancellable) on entering each stage ('fit', or 'fit@1' "
-                    "for attempt 1 only).")
-    test_marker_dir: Optional[Path] = Field(
-        None, description="Tests only: workers append one line per attempt start and finish to <dir>/<job id>.")
 
     @field_validator("data_dir")
     @classmethod
@@ -76,7 +70,7 @@ class Settings(BaseSettings):
         return v.expanduser().resolve()
 
     @model_validator(mode="after")
-    def _derive(self) -> "Settings":
+    def _derive(self) -> Settings:
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir / 'jobs.db'}"
         if self.artifact_url is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Optional
 
 import anyio
 from fastapi import Request
@@ -20,16 +19,24 @@ from service.api.schemas import BatchCreate, JobCreate
 from service.auth import Principal
 from service.context import ServiceContext
 from service.jobs.models import Batch, Job, Upload
-from service.jobs.store import IdempotencyConflict, NewJob
-from service.problems import Problem, validation_problem
-from service.uploads import (FilePart, Form, read_json_body, read_multipart, request_hash, store_upload, upload_ref,
-                             validate_file)
+from service.jobs.store import NewJob
+from service.problems import Problem, ProblemCode, validation_problem
+from service.uploads import (
+    FilePart,
+    Form,
+    read_json_body,
+    read_multipart,
+    request_hash,
+    store_upload,
+    upload_ref,
+    validate_file,
+)
 
 
 @dataclass
 class Submitted:
     jobs: list[Job]
-    batch: Optional[Batch]
+    batch: Batch | None
     created: bool
 
 
@@ -38,7 +45,7 @@ def parse_spec(raw: str) -> JobSpec:
     try:
         return JobSpec.model_validate_json(raw or "{}")
     except ValidationError as e:
-        raise validation_problem([{**err, "loc": ("spec", *err["loc"])} for err in e.errors()], code="invalid_spec")
+        raise validation_problem([{**err, "loc": ("spec", *err["loc"])} for err in e.errors()], code=ProblemCode.INVALID_SPEC)
 
 
 def _parse_body(model, raw: bytes):
@@ -47,7 +54,7 @@ def _parse_body(model, raw: bytes):
     except ValidationError as e:
         errors = e.errors()
         spec_error = any("spec" in [str(x) for x in err["loc"]] for err in errors)
-        raise validation_problem(errors, code="invalid_spec" if spec_error else "validation_error")
+        raise validation_problem(errors, code=ProblemCode.INVALID_SPEC if spec_error else ProblemCode.VALIDATION_ERROR)
 
 
 def _media_type(request: Request) -> str:
@@ -84,40 +91,29 @@ _KIND_NAMES = {"points": "a point cloud", "images": "an image set", "mesh": "a m
 def _reject_unknown(form: Form, *, fields: set[str], files: set[str]) -> None:
     extra = sorted(set(form.fields) - fields) + sorted({f.field for f in form.files} - files)
     if extra:
-        raise Problem(422, "validation_error", f"unexpected form parts: {', '.join(extra)}; "
+        raise Problem(422, ProblemCode.VALIDATION_ERROR, f"unexpected form parts: {', '.join(extra)}; "
                       f"expected {', '.join(sorted(fields | files))}")
 
 
-def _enqueue(ctx: ServiceContext, principal: Principal, jobs: list[NewJob], *, key: Optional[str], digest: str,
+def _enqueue(ctx: ServiceContext, principal: Principal, jobs: list[NewJob], *, key: str | None, digest: str,
              as_batch: bool) -> Submitted:
     s = ctx.settings
-    try:
-        rows, batch, created = ctx.store.create_jobs(
-            owner=principal.owner, jobs=jobs, max_attempts=s.max_attempts, max_queued=s.max_queued_per_key,
-            idempotency_key=key, request_hash=digest, as_batch=as_batch)
-    except IdempotencyConflict:
-        raise _conflict(key)
+    rows, batch, created = ctx.store.create_jobs(
+        owner=principal.owner, jobs=jobs, max_attempts=s.max_attempts, max_queued=s.max_queued_per_key,
+        idempotency_key=key, request_hash=digest, as_batch=as_batch)
     if created:
         ctx.wake_dispatcher()
     return Submitted(rows, batch, created)
 
 
-def _conflict(key: Optional[str]) -> Problem:
-    return Problem(409, "idempotency_conflict",
-                   f"Idempotency-Key {key!r} was used before with a different request")
-
-
-def _replay(ctx: ServiceContext, principal: Principal, *, key: Optional[str], digest: str,
-            as_batch: bool) -> Optional[Submitted]:
+def _replay(ctx: ServiceContext, principal: Principal, *, key: str | None, digest: str,
+            as_batch: bool) -> Submitted | None:
     """The earlier answer for a repeated idempotency key, checked before any file is stored."""
     if key is None:
         return None
     with ctx.store.reading() as sess:
-        try:
-            prior = ctx.store.find_idempotent(sess, Batch if as_batch else Job, owner=principal.owner, key=key,
-                                              request_hash=digest)
-        except IdempotencyConflict:
-            raise _conflict(key)
+        prior = ctx.store.find_idempotent(sess, Batch if as_batch else Job, owner=principal.owner, key=key,
+                                          request_hash=digest)
     if prior is None:
         return None
     if as_batch:
@@ -134,19 +130,19 @@ def _resolve(ctx: ServiceContext, principal: Principal, body: JobCreate) -> tupl
     up = ctx.store.get_upload(owner=principal.owner, upload_id=body.upload_id)
     want = input_kind(body.spec.model_dump(mode="json"))
     if up.kind != want:
-        raise Problem(422, "validation_error", f"upload {up.id!r} is {_KIND_NAMES.get(up.kind, up.kind)}, method "
+        raise Problem(422, ProblemCode.VALIDATION_ERROR, f"upload {up.id!r} is {_KIND_NAMES.get(up.kind, up.kind)}, method "
                       f"{body.spec.method!r} expects {_KIND_NAMES[want]}")
-    gt: Optional[Upload] = None
+    gt: Upload | None = None
     if body.gt_upload_id is not None:
         gt = ctx.store.get_upload(owner=principal.owner, upload_id=body.gt_upload_id)
         if gt.kind != "mesh":
-            raise Problem(422, "validation_error", f"upload {gt.id!r} is a {gt.kind}, expected a mesh")
+            raise Problem(422, ProblemCode.VALIDATION_ERROR, f"upload {gt.id!r} is a {gt.kind}, expected a mesh")
     spec = body.spec.model_dump(mode="json")
     nj = NewJob(spec=spec, input=upload_ref(up), ground_truth=upload_ref(gt) if gt else None)
     return nj, request_hash(spec, up.sha256, gt.sha256 if gt else None)
 
 
-async def submit_job(ctx: ServiceContext, request: Request, *, principal: Principal, key: Optional[str]) -> Submitted:
+async def submit_job(ctx: ServiceContext, request: Request, *, principal: Principal, key: str | None) -> Submitted:
     """POST /v1/jobs."""
     media = _media_type(request)
     if media == "application/json":
@@ -156,7 +152,7 @@ async def submit_job(ctx: ServiceContext, request: Request, *, principal: Princi
             lambda: _replay(ctx, principal, key=key, digest=digest, as_batch=False)
             or _enqueue(ctx, principal, [nj], key=key, digest=digest, as_batch=False))
     if media != "multipart/form-data":
-        raise Problem(415, "unsupported_media_type", f"expected multipart/form-data or application/json, got {media!r}")
+        raise Problem(415, ProblemCode.UNSUPPORTED_MEDIA_TYPE, f"expected multipart/form-data or application/json, got {media!r}")
     form = await _read_form(ctx, request, max_files=2)
     try:
         _reject_unknown(form, fields={"spec"}, files={"file", "gt_file"})
@@ -164,7 +160,7 @@ async def submit_job(ctx: ServiceContext, request: Request, *, principal: Princi
         inputs = [f for f in form.files if f.field == "file"]
         gts = [f for f in form.files if f.field == "gt_file"]
         if len(inputs) != 1 or len(gts) > 1:
-            raise Problem(422, "missing_file", "expected exactly one 'file' part (and at most one 'gt_file')")
+            raise Problem(422, ProblemCode.MISSING_FILE, "expected exactly one 'file' part (and at most one 'gt_file')")
         digest = request_hash(spec, inputs[0].sha256, gts[0].sha256 if gts else None)
         prior = await anyio.to_thread.run_sync(lambda: _replay(ctx, principal, key=key, digest=digest, as_batch=False))
         if prior is not None:
@@ -187,14 +183,14 @@ async def submit_job(ctx: ServiceContext, request: Request, *, principal: Princi
 
 
 async def submit_batch(ctx: ServiceContext, request: Request, *, principal: Principal,
-                       key: Optional[str]) -> Submitted:
+                       key: str | None) -> Submitted:
     """POST /v1/batches: one spec for many files (multipart), or a list of JobCreate (JSON)."""
     limit = ctx.settings.max_batch_jobs
     media = _media_type(request)
     if media == "application/json":
         body = _parse_body(BatchCreate, await read_json_body(request))
         if len(body.jobs) > limit:
-            raise Problem(422, "validation_error", f"jobs: at most {limit} jobs per batch, got {len(body.jobs)}")
+            raise Problem(422, ProblemCode.VALIDATION_ERROR, f"jobs: at most {limit} jobs per batch, got {len(body.jobs)}")
 
         def resolve_all() -> Submitted:
             resolved = [_resolve(ctx, principal, j) for j in body.jobs]
@@ -204,15 +200,15 @@ async def submit_batch(ctx: ServiceContext, request: Request, *, principal: Prin
 
         return await anyio.to_thread.run_sync(resolve_all)
     if media != "multipart/form-data":
-        raise Problem(415, "unsupported_media_type", f"expected multipart/form-data or application/json, got {media!r}")
+        raise Problem(415, ProblemCode.UNSUPPORTED_MEDIA_TYPE, f"expected multipart/form-data or application/json, got {media!r}")
     form = await _read_form(ctx, request, max_files=limit)
     try:
         _reject_unknown(form, fields={"spec"}, files={"file"})
         spec = parse_spec(form.fields.get("spec", "{}")).model_dump(mode="json")
         if not form.files:
-            raise Problem(422, "missing_file", "expected one or more 'file' parts")
+            raise Problem(422, ProblemCode.MISSING_FILE, "expected one or more 'file' parts")
         if len(form.files) > limit:
-            raise Problem(422, "validation_error", f"file: at most {limit} files per batch, got {len(form.files)}")
+            raise Problem(422, ProblemCode.VALIDATION_ERROR, f"file: at most {limit} files per batch, got {len(form.files)}")
         digest = _batch_hash([request_hash(spec, f.sha256, None) for f in form.files])
         prior = await anyio.to_thread.run_sync(lambda: _replay(ctx, principal, key=key, digest=digest, as_batch=True))
         if prior is not None:
@@ -239,12 +235,12 @@ def _batch_hash(digests: list[str]) -> str:
 async def receive_upload(ctx: ServiceContext, request: Request, *, principal: Principal, kind: str) -> Upload:
     """POST /v1/uploads: one ``file`` part, validated as a point cloud, a mesh or an image set."""
     if _media_type(request) != "multipart/form-data":
-        raise Problem(415, "unsupported_media_type", "expected multipart/form-data with a 'file' part")
+        raise Problem(415, ProblemCode.UNSUPPORTED_MEDIA_TYPE, "expected multipart/form-data with a 'file' part")
     form = await _read_form(ctx, request, max_files=1)
     try:
         _reject_unknown(form, fields=set(), files={"file"})
         if len(form.files) != 1:
-            raise Problem(422, "missing_file", "expected one 'file' part")
+            raise Problem(422, ProblemCode.MISSING_FILE, "expected one 'file' part")
         await _validated(ctx, form.files[0], kind)
         return await anyio.to_thread.run_sync(
             lambda: store_upload(ctx.store, ctx.artifacts, form.files[0], owner=principal.owner, kind=kind))

@@ -21,17 +21,17 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import anyio
 from fastapi import Request
-from starlette.requests import ClientDisconnect
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
+from recon.io.errors import InputErrorCode
 from service.jobs.models import Upload, utcnow
 from service.jobs.store import JobStore, new_id
-from service.problems import Problem
+from service.problems import Problem, ProblemCode
 from service.storage import ArtifactStore
 
 MAX_FIELD_BYTES = 64 << 10
@@ -74,22 +74,22 @@ class Form:
         """Treat file parts called one of ``names`` as text fields (``curl -F spec=@spec.json``)."""
         for f in [f for f in self.files if f.field in names]:
             if f.size > MAX_FIELD_BYTES:
-                raise Problem(413, "payload_too_large", f"form field {f.field!r} exceeds {MAX_FIELD_BYTES} bytes")
+                raise Problem(413, ProblemCode.PAYLOAD_TOO_LARGE, f"form field {f.field!r} exceeds {MAX_FIELD_BYTES} bytes")
             self.fields[f.field] = f.path.read_text("utf-8", errors="replace")
             f.path.unlink(missing_ok=True)
             self.files.remove(f)
 
 
 def too_large(limit: int) -> Problem:
-    return Problem(413, "payload_too_large", f"the request body exceeds the limit of {limit} bytes")
+    return Problem(413, ProblemCode.PAYLOAD_TOO_LARGE, f"the request body exceeds the limit of {limit} bytes")
 
 
-def _declared_length(request: Request) -> Optional[int]:
+def _declared_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     try:
         return int(raw) if raw is not None else None
     except ValueError:
-        raise Problem(400, "bad_request", "Content-Length is not a number")
+        raise Problem(400, ProblemCode.BAD_REQUEST, "Content-Length is not a number")
 
 
 async def read_json_body(request: Request, *, limit: int = MAX_JSON_BYTES) -> bytes:
@@ -105,7 +105,7 @@ async def read_json_body(request: Request, *, limit: int = MAX_JSON_BYTES) -> by
                 raise too_large(limit)
             chunks.append(chunk)
     except ClientDisconnect:
-        raise Problem(400, "bad_request", "the client went away before sending the whole body")
+        raise Problem(400, ProblemCode.BAD_REQUEST, "the client went away before sending the whole body")
     return b"".join(chunks)
 
 
@@ -118,7 +118,7 @@ async def read_multipart(request: Request, *, scratch: Path, max_bytes: int, max
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
-        raise Problem(400, "bad_request", "multipart body without a boundary")
+        raise Problem(400, ProblemCode.BAD_REQUEST, "multipart body without a boundary")
     scratch.mkdir(parents=True, exist_ok=True)
     form, state = Form(), _PartState()
 
@@ -138,14 +138,15 @@ async def read_multipart(request: Request, *, scratch: Path, max_bytes: int, max
         filename = disp.get(b"filename")
         if filename is not None:
             if len(form.files) >= max_files:
-                raise Problem(422, "validation_error", f"at most {max_files} files per request")
+                raise Problem(422, ProblemCode.VALIDATION_ERROR, f"at most {max_files} files per request")
             part = FilePart(state.name, Path(filename.decode("utf-8", "replace")).name, Path())
             # The loaders choose by suffix, so the scratch file keeps the (sanitised) original one.
             suffix = part.suffix if _SUFFIX.fullmatch(part.suffix) else ""
             fd, tmp = tempfile.mkstemp(dir=scratch, prefix="upload-", suffix=suffix)
             part.path = Path(tmp)
             form.files.append(part)
-            state.file, state.part, state.hash = open(fd, "wb"), part, hashlib.sha256()
+            # Open across the parser's callbacks: closed by on_part_end or the form's cleanup.
+            state.file, state.part, state.hash = open(fd, "wb"), part, hashlib.sha256()  # noqa: SIM115
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
@@ -158,7 +159,7 @@ async def read_multipart(request: Request, *, scratch: Path, max_bytes: int, max
         else:
             state.value += chunk
             if len(state.value) > MAX_FIELD_BYTES:
-                raise Problem(413, "payload_too_large", f"form field {state.name!r} exceeds {MAX_FIELD_BYTES} bytes")
+                raise Problem(413, ProblemCode.PAYLOAD_TOO_LARGE, f"form field {state.name!r} exceeds {MAX_FIELD_BYTES} bytes")
 
     def on_part_end() -> None:
         if state.file is not None:
@@ -181,10 +182,10 @@ async def read_multipart(request: Request, *, scratch: Path, max_bytes: int, max
         parser.finalize()
     except FormParserError as e:
         form.cleanup()
-        raise Problem(400, "bad_request", f"malformed multipart body: {e}")
+        raise Problem(400, ProblemCode.BAD_REQUEST, f"malformed multipart body: {e}")
     except ClientDisconnect:
         form.cleanup()
-        raise Problem(400, "bad_request", "the client went away before sending the whole body")
+        raise Problem(400, ProblemCode.BAD_REQUEST, "the client went away before sending the whole body")
     except BaseException:
         form.cleanup()
         raise
@@ -202,7 +203,7 @@ class _PartState:
     name: str = ""
     value: bytes = b""
     file: object = None
-    part: Optional[FilePart] = None
+    part: FilePart | None = None
     hash: object = None
 
     def reset(self) -> None:
@@ -219,7 +220,7 @@ def _validate_points(path: Path, name: str, max_points: int) -> None:
     except InputError as e:  # named after the client's file, not the scratch file
         raise Problem(422, e.code, f"{name}: {e.detail}")
     except (MemoryError, OSError, ValueError) as e:
-        raise Problem(422, "malformed_file", f"{name}: could not read the file ({type(e).__name__})")
+        raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: could not read the file ({type(e).__name__})")
 
 
 def _validate_mesh(path: Path, name: str) -> None:
@@ -230,9 +231,9 @@ def _validate_mesh(path: Path, name: str) -> None:
     try:
         mesh = load_mesh(path)
     except (ValueError, OSError, KeyError, IndexError, MemoryError) as e:
-        raise Problem(422, "malformed_file", f"{name}: could not read the mesh: {e}")
+        raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: could not read the mesh: {e}")
     if getattr(mesh, "n_faces", 1) == 0:
-        raise Problem(422, "malformed_file", f"{name}: the ground-truth mesh has no faces")
+        raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: the ground-truth mesh has no faces")
 
 
 def _validate_images(path: Path, name: str, scratch: Path, max_bytes: int, max_members: int) -> None:
@@ -248,17 +249,17 @@ def _validate_images(path: Path, name: str, scratch: Path, max_bytes: int, max_m
         except InputError as e:  # named after the client's file and the member, not scratch paths
             raise Problem(422, e.code, f"{name}: {detail_within(e, Path(tmp))}")
         except (MemoryError, OSError, ValueError) as e:
-            raise Problem(422, "malformed_file", f"{name}: could not read the image set ({type(e).__name__})")
+            raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: could not read the image set ({type(e).__name__})")
 
 
 async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: int,
-                        limiter: anyio.CapacityLimiter, scratch: Optional[Path] = None,
+                        limiter: anyio.CapacityLimiter, scratch: Path | None = None,
                         max_archive_bytes: int = 2 << 30, max_archive_members: int = 4096) -> None:
     """422 problem unless ``part`` is a usable point cloud (kind 'points'), mesh ('mesh') or
     image-set archive ('images')."""
     if kind == "images":
         if part.suffix not in IMAGE_SET_SUFFIXES:
-            raise Problem(422, "unsupported_format",
+            raise Problem(422, InputErrorCode.UNSUPPORTED_FORMAT,
                           f"{part.filename}: method 'neus' takes posed images as a .zip archive, "
                           f"got {part.suffix or 'no suffix'!r}")
         if full:
@@ -268,7 +269,7 @@ async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: in
         return
     if kind == "mesh":
         if part.suffix not in MESH_SUFFIXES:
-            raise Problem(422, "unsupported_format",
+            raise Problem(422, InputErrorCode.UNSUPPORTED_FORMAT,
                           f"{part.filename}: expected a mesh ({', '.join(MESH_SUFFIXES)}), got {part.suffix or 'no suffix'!r}")
         if full:
             await anyio.to_thread.run_sync(_validate_mesh, part.path, part.filename, limiter=limiter)
@@ -276,11 +277,11 @@ async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: in
     from recon.io import LOADERS
 
     if part.suffix in IMAGE_SET_SUFFIXES:
-        raise Problem(422, "unsupported_format",
+        raise Problem(422, InputErrorCode.UNSUPPORTED_FORMAT,
                       f"{part.filename}: a {part.suffix} archive is an image set, which only method 'neus' "
                       f"reconstructs; point-cloud methods take one of {', '.join(sorted(LOADERS))}")
     if part.suffix not in LOADERS:
-        raise Problem(422, "unsupported_format",
+        raise Problem(422, InputErrorCode.UNSUPPORTED_FORMAT,
                       f"{part.filename}: expected one of {', '.join(sorted(LOADERS))}, got {part.suffix or 'no suffix'!r}")
     if full:
         await anyio.to_thread.run_sync(_validate_points, part.path, part.filename, max_points, limiter=limiter)
@@ -300,6 +301,6 @@ def upload_ref(up: Upload) -> dict:
     return {"upload_id": up.id, "name": up.name, "key": up.key, "size": up.size, "sha256": up.sha256}
 
 
-def request_hash(spec: dict, input_sha: str, gt_sha: Optional[str]) -> str:
+def request_hash(spec: dict, input_sha: str, gt_sha: str | None) -> str:
     blob = json.dumps({"spec": spec, "input": input_sha, "gt": gt_sha}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()

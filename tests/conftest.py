@@ -1,4 +1,9 @@
-"""Shared fixtures: real data location and small analytic inputs."""
+"""Shared fixtures: real data location and small analytic inputs.
+
+Tests reach the shared real data (meshes, scans, garments, image sets) only through the
+``shared_data`` fixture. The data set lives beside the checkout, in ``../shared/data``; without
+it the tests that need it fail, saying where it was expected, rather than skip quietly.
+"""
 
 from pathlib import Path
 
@@ -6,12 +11,17 @@ import numpy as np
 import pytest
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA_FOLDERS = ("meshes", "multiview", "open_surfaces", "point_clouds")
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not DATA.exists():
-        pytest.skip(f"shared test data not found at {DATA}")
+    """The shared real data set (``../shared/data`` next to the checkout)."""
+    missing = [name for name in DATA_FOLDERS if not (DATA / name).is_dir()]
+    if missing:
+        pytest.fail(f"the shared test data is missing: expected {DATA} with the folders "
+                    f"{', '.join(DATA_FOLDERS)} (missing: {', '.join(missing)}). Put the data set there, "
+                    f"or link it: ln -s /path/to/shared/data {DATA}", pytrace=False)
     return DATA
 
 

@@ -1,7 +1,7 @@
 """Reading user inputs: point clouds and posed image sets; validation, normalisation."""
 
 from recon.io.archive import ArchiveLimits, safe_extract
-from recon.io.errors import CODES, InputError, InputWarning
+from recon.io.errors import CODES, InputError, InputErrorCode, InputWarning
 from recon.io.multiview import MultiviewDataset, load_multiview, probe_multiview, validate_dataset
 from recon.io.normalize import Normalization, normalize, subsample
 from recon.io.pointcloud import LOADERS, PointCloud, load_point_cloud, validate_point_cloud
@@ -11,6 +11,7 @@ __all__ = [
     "LOADERS",
     "ArchiveLimits",
     "InputError",
+    "InputErrorCode",
     "InputWarning",
     "MultiviewDataset",
     "Normalization",

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.linalg import rq
 
-from recon.io.errors import IMAGE_TOO_LARGE, MALFORMED_FILE, NOT_FOUND, InputError
+from recon.io.errors import IMAGE_TOO_LARGE, MALFORMED_FILE, NON_FINITE, NOT_FOUND, InputError
 from recon.io.multiview import (
     MAX_TOTAL_PIXELS,
     OPENGL_TO_OPENCV,
@@ -231,7 +231,7 @@ def load_nerf_npz(path: Path, *, background: float = 1.0, normalization: str = "
     elif np.issubdtype(images.dtype, np.floating):
         img = images.astype(np.float32)
         if not np.isfinite(img).all():
-            raise InputError("images contain NaN or infinite values", code="non_finite", path=path)
+            raise InputError("images contain NaN or infinite values", code=NON_FINITE, path=path)
         img = np.clip(img, 0.0, 1.0)
     else:
         raise InputError(f"images must be uint8, uint16 or float, got {images.dtype}", code=MALFORMED_FILE,
@@ -246,7 +246,7 @@ def load_nerf_npz(path: Path, *, background: float = 1.0, normalization: str = "
     c2w = np.tile(np.eye(4), (n, 1, 1))
     c2w[:, : poses.shape[1]] = np.asarray(poses, dtype=np.float64)
     if not np.isfinite(c2w).all():
-        raise InputError("poses contain NaN or infinite values", code="non_finite", path=path)
+        raise InputError("poses contain NaN or infinite values", code=NON_FINITE, path=path)
     c2w = c2w @ OPENGL_TO_OPENCV
     f = float(focal)
     K = np.array([[f, 0.0, W / 2.0], [0.0, f, H / 2.0], [0.0, 0.0, 1.0]])

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from service.api.deps import CtxDep, PrincipalDep
-from service.problems import Problem, responses
+from service.jobs.states import JobStatus
+from service.problems import Problem, ProblemCode, responses
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
 
@@ -29,8 +30,8 @@ def get_artifact(job_id: Annotated[str, Path(max_length=64)], name: Annotated[st
     job = ctx.store.get_job(owner=principal.owner, job_id=job_id)
     art = next((a for a in job.artifacts or [] if a["name"] == name), None)
     if art is None:
-        raise Problem(404, "artifact_not_found", f"job {job_id!r} has no artifact {name!r}"
-                      + ("" if job.status == "succeeded" else f" (the job is {job.status})"))
+        raise Problem(404, ProblemCode.ARTIFACT_NOT_FOUND, f"job {job_id!r} has no artifact {name!r}"
+                      + ("" if job.status == JobStatus.SUCCEEDED else f" (the job is {job.status})"))
     etag = f'"{art["sha256"]}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=31536000, immutable"}
     if request.headers.get("if-none-match") == etag:
@@ -39,7 +40,7 @@ def get_artifact(job_id: Annotated[str, Path(max_length=64)], name: Annotated[st
     local = ctx.artifacts.local_path(art["key"])
     if local is not None:
         if not local.is_file():
-            raise Problem(404, "artifact_not_found", f"artifact {name!r} of job {job_id!r} is missing from storage")
+            raise Problem(404, ProblemCode.ARTIFACT_NOT_FOUND, f"artifact {name!r} of job {job_id!r} is missing from storage")
         return FileResponse(local, media_type=media, filename=name, headers=headers)
     headers["Content-Length"] = str(art["size"])
     headers["Content-Disposition"] = f'attachment; filename="{name}"'

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from service.api.deps import CtxDep
 from service.api.schemas import Health
-from service.problems import Problem, responses
+from service.problems import Problem, ProblemCode, responses
 
 router = APIRouter(tags=["health"])
 
@@ -38,5 +38,5 @@ def readyz(ctx: CtxDep) -> Health:
     else:
         checks["dispatcher"] = "ok"
     if failed:
-        raise Problem(503, "not_ready", f"not ready: {', '.join(failed)}; checks: {checks}")
+        raise Problem(503, ProblemCode.NOT_READY, f"not ready: {', '.join(failed)}; checks: {checks}")
     return Health(status="ok", checks=checks)

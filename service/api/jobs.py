@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from service.api import openapi_bodies as bodies
 from service.api.deps import CtxDep, IdempotencyKey, PrincipalDep
-from service.api.schemas import JobPublic, JobsPublic, JobStatus, job_public
+from service.api.schemas import JobPublic, JobsPublic, JobStatusName, job_public
 from service.jobs.events import job_stream
+from service.jobs.states import JobStatus
 from service.problems import responses
 from service.submissions import submit_job
 
@@ -45,10 +46,10 @@ async def create_job(request: Request, response: Response, ctx: CtxDep, principa
             responses=responses(401, 422))
 def list_jobs(
     ctx: CtxDep, principal: PrincipalDep,
-    status: Annotated[Optional[JobStatus], Query(description="Only jobs in this state.")] = None,
-    batch_id: Annotated[Optional[str], Query(max_length=64, description="Only jobs of this batch.")] = None,
+    status: Annotated[JobStatusName | None, Query(description="Only jobs in this state.")] = None,
+    batch_id: Annotated[str | None, Query(max_length=64, description="Only jobs of this batch.")] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
-    cursor: Annotated[Optional[str], Query(max_length=512, description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")] = None,
 ) -> JobsPublic:
     rows, nxt = ctx.store.list_jobs(owner=principal.owner, status=status, batch_id=batch_id, limit=limit,
                                     cursor=cursor)
@@ -91,5 +92,5 @@ async def job_events(job_id: JobId, ctx: CtxDep, principal: PrincipalDep) -> Str
 def cancel_job(job_id: JobId, response: Response, ctx: CtxDep, principal: PrincipalDep) -> JobPublic:
     job = ctx.store.request_cancel(owner=principal.owner, job_id=job_id)
     ctx.wake_dispatcher()
-    response.status_code = 202 if job.status == "running" else 200
+    response.status_code = 202 if job.status == JobStatus.RUNNING else 200
     return job_public(job)

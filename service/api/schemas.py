@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from recon.pipeline import JobSpec
-from service.jobs.models import FINAL_STATUSES, Batch, Job, Upload
+from service.jobs.models import Batch, Job, Upload
+from service.jobs.states import FINAL_STATUSES, JobStatus
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+# The values of JobStatus as a Literal: the OpenAPI document lists them inline, as it always has.
+JobStatusName = Literal[tuple(s.value for s in JobStatus)]
 
 _SPEC_EXAMPLE = {"method": "poisson", "preset": "fast", "formats": ["ply", "glb"]}
 _JOB_EXAMPLE = {
@@ -44,7 +46,7 @@ class JobCreate(BaseModel):
     upload_id: str = Field(min_length=1, max_length=64,
                            description="Id of an uploaded point cloud (kind=points), or image set (kind=images) "
                                        "for method neus.")
-    gt_upload_id: Optional[str] = Field(None, min_length=1, max_length=64,
+    gt_upload_id: str | None = Field(None, min_length=1, max_length=64,
                                         description="Id of an uploaded ground-truth mesh (kind=mesh) for metrics.")
 
 
@@ -83,7 +85,7 @@ class JobPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_JOB_EXAMPLE]})
 
     id: str
-    status: JobStatus
+    status: JobStatusName
     stage: str = Field(description="Pipeline stage: queued, starting, load, fit, extract, metrics, export, upload...")
     progress: float = Field(ge=0, le=100, description="Percent done.")
     attempt: int = Field(description="1 for the first run; raised each time the job is re-queued (a lost worker, "
@@ -91,18 +93,18 @@ class JobPublic(BaseModel):
     max_attempts: int = Field(description="Attempts allowed; raised with each hand-back by a stopping dispatcher, "
                                           "so that restarts never use up the budget for failures.")
     cancel_requested: bool
-    batch_id: Optional[str]
+    batch_id: str | None
     spec: dict[str, Any] = Field(description="The JobSpec, with defaults filled in.")
     input: InputPublic
-    ground_truth: Optional[InputPublic]
-    error: Optional[JobError]
-    metrics: Optional[dict[str, Any]]
+    ground_truth: InputPublic | None
+    error: JobError | None
+    metrics: dict[str, Any] | None
     artifacts: list[ArtifactPublic]
     created_at: datetime
-    started_at: Optional[datetime]
-    finished_at: Optional[datetime]
+    started_at: datetime | None
+    finished_at: datetime | None
     updated_at: datetime
-    heartbeat_at: Optional[datetime]
+    heartbeat_at: datetime | None
     links: dict[str, str]
 
 
@@ -110,7 +112,7 @@ class JobsPublic(BaseModel):
     """One page of jobs, newest first."""
 
     items: list[JobPublic]
-    next_cursor: Optional[str] = Field(description="Pass as ?cursor= for the next page; null on the last.")
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last.")
 
 
 class BatchPublic(BaseModel):
@@ -123,7 +125,7 @@ class BatchPublic(BaseModel):
         "links": {"self": "/v1/batches/c4ca4238a0b923820dcc509a6f75849b"}}]})
 
     id: str
-    status: JobStatus = Field(description="queued until one starts; running until all end; then failed if any "
+    status: JobStatusName = Field(description="queued until one starts; running until all end; then failed if any "
                                           "failed, else canceled if any was canceled, else succeeded.")
     progress: float = Field(ge=0, le=100, description="Mean progress of the jobs, percent.")
     counts: dict[str, int] = Field(description="Jobs per status.")
@@ -175,15 +177,16 @@ def _input(ref: dict[str, Any]) -> InputPublic:
 
 
 def batch_public(batch: Batch, jobs: list[Job]) -> BatchPublic:
-    counts = {s: 0 for s in ("queued", "running", "succeeded", "failed", "canceled")}
+    counts = dict.fromkeys(JobStatus, 0)
     for j in jobs:
         counts[j.status] += 1
     if all(j.status in FINAL_STATUSES for j in jobs):
-        status = "failed" if counts["failed"] else "canceled" if counts["canceled"] else "succeeded"
-    elif counts["queued"] == len(jobs):
-        status = "queued"
+        status = (JobStatus.FAILED if counts[JobStatus.FAILED] else JobStatus.CANCELED if counts[JobStatus.CANCELED]
+                  else JobStatus.SUCCEEDED)
+    elif counts[JobStatus.QUEUED] == len(jobs):
+        status = JobStatus.QUEUED
     else:
-        status = "running"
+        status = JobStatus.RUNNING
     progress = sum(100.0 if j.status in FINAL_STATUSES else j.progress for j in jobs) / max(1, len(jobs))
     return BatchPublic(id=batch.id, status=status, progress=round(progress, 2), counts=counts,
                        created_at=batch.created_at, jobs=[job_public(j) for j in jobs],

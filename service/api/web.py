@@ -25,6 +25,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from recon.io.errors import InputErrorCode
 from service.api.deps import CtxDep, PrincipalDep
 from service.context import ServiceContext
 from service.jobs.models import Job
@@ -81,7 +82,7 @@ def _load_points(ctx: ServiceContext, job: Job, max_points: int) -> tuple[np.nda
             path = Path(tmp) / ("input" + Path(key).suffix)
             ctx.artifacts.get_file(key, path)
         if not path.is_file():
-            raise Problem(404, "not_found", f"the input of job {job.id!r} is missing from storage")
+            raise Problem(404, InputErrorCode.NOT_FOUND, f"the input of job {job.id!r} is missing from storage")
         try:
             points = load_point_cloud(path, min_points=1).points
         except InputError as e:  # only when the file changed after submission; name the client's file

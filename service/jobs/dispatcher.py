@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Optional
 
 from service.jobs import reconciler
 from service.jobs.executor import RayExecutor, local_ray_dead
 from service.jobs.models import utcnow
+from service.jobs.states import JobErrorCode, JobStatus
 from service.jobs.store import JobStore
 from service.settings import Settings
 from service.storage import ArtifactStore
@@ -31,16 +31,16 @@ class Dispatcher:
     """Owns the loop thread; ``wake()`` makes it act now rather than at the next tick."""
 
     def __init__(self, store: JobStore, executor: RayExecutor, settings: Settings,
-                 artifacts: Optional[ArtifactStore] = None) -> None:
+                 artifacts: ArtifactStore | None = None) -> None:
         self.store, self.executor, self.settings = store, executor, settings
         self.artifacts = artifacts
         """Where killed attempts may have left objects; None skips that clean-up."""
         self.started_at = utcnow()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.last_tick: float = 0.0
-        self.error: Optional[str] = None
+        self.error: str | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="surfrecon-dispatcher", daemon=True)
@@ -70,11 +70,11 @@ class Dispatcher:
             job = rows.get(r.job_id)
             if job is None or job.attempt != r.attempt:
                 continue
-            if job.status == "running":  # the worker sees its attempt is over at its next poll
+            if job.status == JobStatus.RUNNING:  # the worker sees its attempt is over at its next poll
                 if self.store.requeue_or_fail(job_id=job.id, attempt=job.attempt, reason="dispatcher stopped",
                                                charged=False):
                     released.append(job.id)
-            elif job.status == "queued" and self.store.undispatch(job_id=job.id, attempt=job.attempt):
+            elif job.status == JobStatus.QUEUED and self.store.undispatch(job_id=job.id, attempt=job.attempt):
                 self.executor.cancel(r.job_id, force=False)
                 released.append(job.id)
         if released:
@@ -119,7 +119,7 @@ class Dispatcher:
         room = MAX_IN_FLIGHT - len(self.executor.running)
         if room <= 0:
             return
-        gpus: Optional[bool] = None  # asked of Ray at most once per tick
+        gpus: bool | None = None  # asked of Ray at most once per tick
         for job in self.store.claim_for_dispatch(limit=room):
             device = job.spec.get("device", "auto")
             if device == "auto" and self.settings.auto_device_gpu:
@@ -128,7 +128,7 @@ class Dispatcher:
                 device = "cuda" if gpus else "cpu"
             if device == "cuda" and not self.executor.has_gpus():
                 # Ray would keep an infeasible task pending forever: fail it now, saying why.
-                self.store.fail_queued(job_id=job.id, attempt=job.attempt, code="no_gpu",
+                self.store.fail_queued(job_id=job.id, attempt=job.attempt, code=JobErrorCode.NO_GPU,
                                        message="the job asks for device 'cuda' but the Ray cluster has no GPU")
                 continue
             self.executor.submit(job_id=job.id, attempt=job.attempt, device=device)
@@ -152,7 +152,7 @@ class Dispatcher:
         for r in held:
             job = rows.get(r.job_id)
             # No heartbeat: the current attempt never started (a started one stops by itself).
-            if job is not None and job.status == "canceled" and job.heartbeat_at is None:
+            if job is not None and job.status == JobStatus.CANCELED and job.heartbeat_at is None:
                 self.executor.cancel(r.job_id, force=False)
                 r.forced = True  # asked once is enough
 
@@ -170,8 +170,6 @@ def build_dispatcher(settings: Settings, store: JobStore) -> tuple[Dispatcher, b
     worker_cfg = WorkerConfig(
         db=DatabaseConfig(url=settings.database_url, schema=settings.database_schema),
         storage=storage,
-        heartbeat_interval_s=settings.heartbeat_interval_s, checkpoint_every_s=settings.checkpoint_every_s,
-        stage_delay_s=tuple(sorted(settings.test_stage_delay_s.items())),
-        marker_dir=str(settings.test_marker_dir) if settings.test_marker_dir else None)
+        heartbeat_interval_s=settings.heartbeat_interval_s, checkpoint_every_s=settings.checkpoint_every_s)
     executor = RayExecutor(worker_cfg, num_cpus=settings.job_num_cpus, resources=settings.job_resources)
     return Dispatcher(store, executor, settings, ArtifactStore(storage)), owns_ray

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import AsyncIterator, Callable, Optional
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 
-from service.jobs.models import FINAL_STATUSES, Job
+from service.jobs.models import Job
+from service.jobs.states import FINAL_STATUSES
 from service.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class EventHub:
         self._subs: dict[str, set[asyncio.Queue]] = {}
         self._latest: dict[str, Job] = {}
         """Newest row seen per watched job."""
-        self._task: Optional[asyncio.Task] = None
+        self._task: asyncio.Task | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="surfrecon-events")
@@ -91,7 +92,7 @@ def progress_payload(job: Job) -> dict:
             "attempt": job.attempt}
 
 
-def sse(event: str, data: dict, *, event_id: Optional[int] = None) -> str:
+def sse(event: str, data: dict, *, event_id: int | None = None) -> str:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n"
 

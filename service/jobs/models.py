@@ -7,14 +7,23 @@ declarations must stay in step with them (a test compares the two).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
-FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+from service.jobs.states import JobStage, JobStatus
 
 
 def utcnow() -> datetime:
@@ -27,7 +36,7 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -36,7 +45,7 @@ class UTCDateTime(TypeDecorator):
         # SQLite stores text: keep it naive UTC so values compare (and sort) as strings correctly.
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
@@ -58,35 +67,37 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
     """API key id, or 'anonymous' when auth is off."""
-    batch_id: Mapped[Optional[str]] = mapped_column(String(32))
+    batch_id: Mapped[str | None] = mapped_column(String(32))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
     """Upload reference: {upload_id, name, key, size, sha256}."""
-    ground_truth: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
-    stage: Mapped[str] = mapped_column(String(32), default="queued")
+    ground_truth: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    """A ``JobStatus``."""
+    stage: Mapped[str] = mapped_column(String(32), default=JobStage.QUEUED)
+    """A ``JobStage``, a pipeline ``Stage`` or, once finished, the final status."""
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     """Percent, 0-100."""
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    cancel_requested_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    dispatched_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """When a dispatcher handed the current attempt to Ray; NULL while waiting for one."""
-    heartbeat_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    worker: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    worker: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """Where the current attempt runs: {node, pid}."""
-    error: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
-    metrics: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     artifacts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     """[{name, key, size, sha256}]"""
-    idempotency_key: Mapped[Optional[str]] = mapped_column(String(255))
-    request_hash: Mapped[Optional[str]] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(BigInteger, default=1)
     """Bumped by every update; SSE streams compare it to spot changes."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    started_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -97,8 +108,8 @@ class Batch(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
     job_ids: Mapped[list[str]] = mapped_column(JSON)
-    idempotency_key: Mapped[Optional[str]] = mapped_column(String(255))
-    request_hash: Mapped[Optional[str]] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -128,4 +139,4 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     """First characters of the key, to recognise it in listings."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from service.jobs.executor import Outcome
+from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,9 @@ def redispatch_lost(store: JobStore, tasks: Tasks, *, now: datetime, started_at:
     for job in store.queued_dispatched_before(now):
         if tasks.holds(job.id, job.attempt):
             continue
-        if job.dispatched_at < started_at or job.dispatched_at < now - timedelta(seconds=stale_after_s):
-            if store.undispatch(job_id=job.id, attempt=job.attempt):
-                changed.append(job.id)
+        gone = job.dispatched_at < started_at or job.dispatched_at < now - timedelta(seconds=stale_after_s)
+        if gone and store.undispatch(job_id=job.id, attempt=job.attempt):
+            changed.append(job.id)
     return changed
 
 
@@ -62,10 +63,10 @@ def force_overdue_cancels(store: JobStore, tasks: Tasks, *, now: datetime, grace
     """Jobs still running ``grace_s`` after a cancel request: kill the worker, record the cancel."""
     changed = []
     for job in store.cancels_due(cutoff=now - timedelta(seconds=grace_s)):
-        if tasks.holds(job.id, job.attempt) and tasks.cancel(job.id, force=True):
-            if store.force_canceled(job_id=job.id, attempt=job.attempt):
-                log.info("job %s did not stop within %g s: killed", job.id, grace_s)
-                changed.append(job.id)
+        if (tasks.holds(job.id, job.attempt) and tasks.cancel(job.id, force=True)
+                and store.force_canceled(job_id=job.id, attempt=job.attempt)):
+            log.info("job %s did not stop within %g s: killed", job.id, grace_s)
+            changed.append(job.id)
     return changed
 
 
@@ -79,12 +80,12 @@ def settle_outcomes(store: JobStore, outcomes: list[Outcome]) -> list[str]:
         job = store.snapshots([out.job_id]).get(out.job_id)
         if job is None or job.attempt != out.attempt:
             continue
-        if job.status == "running":
+        if job.status == JobStatus.RUNNING:
             after = store.requeue_or_fail(job_id=job.id, attempt=job.attempt, reason=f"worker lost ({out.error})")
             if after is not None:
                 log.warning("job %s attempt %d: %s; now %s", job.id, out.attempt, out.error, after.status)
                 changed.append(job.id)
-        elif job.status == "queued" and job.dispatched_at is not None:
-            if store.undispatch(job_id=job.id, attempt=job.attempt):
-                changed.append(job.id)
+        elif (job.status == JobStatus.QUEUED and job.dispatched_at is not None
+              and store.undispatch(job_id=job.id, attempt=job.attempt)):
+            changed.append(job.id)
     return changed

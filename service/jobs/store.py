@@ -3,25 +3,36 @@
 Writers from different processes (API, dispatcher, Ray workers) never trample each other:
 worker writes are *fenced* by ``(id, attempt, status='running')`` so a worker that was given
 up on (its job re-queued or canceled) cannot overwrite the newer state, and claims are
-conditional updates that only one contender can win.
+conditional updates that only one contender can win. Refusals are domain errors
+(``service.errors``): the API turns them into answers, other callers see plain exceptions.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.errors import (
+    BadCursor,
+    BatchNotFound,
+    IdempotencyConflict,
+    JobFinished,
+    JobNotFound,
+    QuotaExceeded,
+    UploadNotFound,
+)
 from service.jobs.db import IMMEDIATE, DatabaseConfig, create_db_engine, migrate
-from service.jobs.models import FINAL_STATUSES, Batch, Job, Upload, utcnow
-from service.problems import Problem
+from service.jobs.models import Batch, Job, Upload, utcnow
+from service.jobs.states import FINAL_STATUSES, JobErrorCode, JobStage, JobStatus
 
 
 @dataclass(frozen=True)
@@ -30,11 +41,7 @@ class NewJob:
 
     spec: dict[str, Any]
     input: dict[str, Any]
-    ground_truth: Optional[dict[str, Any]] = None
-
-
-class IdempotencyConflict(Exception):
-    """The same idempotency key came back with a different request."""
+    ground_truth: dict[str, Any] | None = None
 
 
 class JobStore:
@@ -78,12 +85,12 @@ class JobStore:
         with self.reading() as s:
             up = s.get(Upload, upload_id)
         if up is None or up.owner != owner:
-            raise Problem(404, "upload_not_found", f"no upload {upload_id!r}")
+            raise UploadNotFound(upload_id)
         return up
 
     # ---- submission --------------------------------------------------------------------------
 
-    def find_idempotent(self, s: Session, model, *, owner: str, key: Optional[str], request_hash: str):
+    def find_idempotent(self, s: Session, model, *, owner: str, key: str | None, request_hash: str):
         """The earlier row for ``(owner, key)``, or None; IdempotencyConflict if its request differs."""
         if key is None:
             return None
@@ -94,12 +101,13 @@ class JobStore:
 
     def create_jobs(
         self, *, owner: str, jobs: Sequence[NewJob], max_attempts: int, max_queued: int,
-        idempotency_key: Optional[str] = None, request_hash: str = "", as_batch: bool = False,
-    ) -> tuple[list[Job], Optional[Batch], bool]:
+        idempotency_key: str | None = None, request_hash: str = "", as_batch: bool = False,
+    ) -> tuple[list[Job], Batch | None, bool]:
         """Insert ``jobs`` (as one batch when ``as_batch``); returns (jobs, batch, created).
 
         With an ``idempotency_key`` seen before for this owner, returns the original rows and
-        created=False. Raises Problem 429 when the owner's queued jobs would exceed ``max_queued``.
+        created=False. Raises QuotaExceeded when the owner's queued jobs would exceed ``max_queued``,
+        IdempotencyConflict when the key was used with a different request.
         """
         try:
             return self._create_jobs(owner=owner, jobs=jobs, max_attempts=max_attempts, max_queued=max_queued,
@@ -123,9 +131,9 @@ class JobStore:
                     return rows, prior, False
                 return [prior], None, False
             queued = s.execute(select(func.count()).select_from(Job).where(
-                Job.owner == owner, Job.status == "queued")).scalar_one()
+                Job.owner == owner, Job.status == JobStatus.QUEUED)).scalar_one()
             if queued + len(jobs) > max_queued:
-                raise _quota_problem(queued, max_queued)
+                raise QuotaExceeded(queued, max_queued)
             now = utcnow()
             batch = Batch(id=new_id(), owner=owner, job_ids=[], idempotency_key=idempotency_key,
                           request_hash=request_hash, created_at=now) if as_batch else None
@@ -133,7 +141,7 @@ class JobStore:
             for i, nj in enumerate(jobs):
                 rows.append(Job(
                     id=new_id(), owner=owner, batch_id=batch.id if batch else None, spec=nj.spec,
-                    input=nj.input, ground_truth=nj.ground_truth, status="queued", stage="queued",
+                    input=nj.input, ground_truth=nj.ground_truth, status=JobStatus.QUEUED, stage=JobStage.QUEUED,
                     progress=0.0, attempt=1, max_attempts=max_attempts, cancel_requested=False,
                     artifacts=[], version=1, created_at=now + timedelta(microseconds=i), updated_at=now,
                     idempotency_key=None if as_batch else idempotency_key,
@@ -145,30 +153,30 @@ class JobStore:
         return rows, batch, True
 
     def check_quota(self, *, owner: str, adding: int, max_queued: int) -> None:
-        """Problem 429 when ``adding`` more jobs would exceed the owner's queued-job limit.
+        """QuotaExceeded when ``adding`` more jobs would exceed the owner's queued-job limit.
 
         A cheap early check (before files are stored); ``create_jobs`` checks again atomically."""
         with self.reading() as s:
             queued = s.execute(select(func.count()).select_from(Job).where(
-                Job.owner == owner, Job.status == "queued")).scalar_one()
+                Job.owner == owner, Job.status == JobStatus.QUEUED)).scalar_one()
         if queued + adding > max_queued:
-            raise _quota_problem(queued, max_queued)
+            raise QuotaExceeded(queued, max_queued)
 
     # ---- reads -------------------------------------------------------------------------------
 
-    def get_job(self, *, owner: Optional[str], job_id: str) -> Job:
-        """The job, or Problem 404 when it does not exist *or belongs to another owner*."""
+    def get_job(self, *, owner: str | None, job_id: str) -> Job:
+        """The job; JobNotFound when it does not exist *or belongs to another owner*."""
         with self.reading() as s:
             job = s.get(Job, job_id)
         if job is None or (owner is not None and job.owner != owner):
-            raise Problem(404, "job_not_found", f"no job {job_id!r}")
+            raise JobNotFound(job_id)
         return job
 
-    def get_batch(self, *, owner: Optional[str], batch_id: str) -> tuple[Batch, list[Job]]:
+    def get_batch(self, *, owner: str | None, batch_id: str) -> tuple[Batch, list[Job]]:
         with self.reading() as s:
             batch = s.get(Batch, batch_id)
             if batch is None or (owner is not None and batch.owner != owner):
-                raise Problem(404, "batch_not_found", f"no batch {batch_id!r}")
+                raise BatchNotFound(batch_id)
             return batch, self._jobs_by_ids(s, batch.job_ids)
 
     @staticmethod
@@ -176,9 +184,9 @@ class JobStore:
         found = {j.id: j for j in s.execute(select(Job).where(Job.id.in_(list(ids)))).scalars()}
         return [found[i] for i in ids if i in found]
 
-    def list_jobs(self, *, owner: Optional[str], status: Optional[str] = None, batch_id: Optional[str] = None,
-                  limit: int = 50, cursor: Optional[str] = None) -> tuple[list[Job], Optional[str]]:
-        """Newest first; returns (page, next_cursor or None)."""
+    def list_jobs(self, *, owner: str | None, status: str | None = None, batch_id: str | None = None,
+                  limit: int = 50, cursor: str | None = None) -> tuple[list[Job], str | None]:
+        """Newest first; returns (page, next_cursor or None). BadCursor for a cursor not from here."""
         q = select(Job)
         if owner is not None:
             q = q.where(Job.owner == owner)
@@ -206,26 +214,28 @@ class JobStore:
         """True when the job wants to stop *or is no longer this attempt's to run*."""
         with self.reading() as s:
             row = s.execute(select(Job.cancel_requested, Job.status, Job.attempt).where(Job.id == job_id)).first()
-        return row is None or bool(row[0]) or row[1] != "running" or row[2] != attempt
+        return row is None or bool(row[0]) or row[1] != JobStatus.RUNNING or row[2] != attempt
 
     # ---- cancellation ------------------------------------------------------------------------
 
-    def request_cancel(self, *, owner: Optional[str], job_id: str) -> Job:
-        """Queued jobs are canceled at once; running ones get the flag their worker polls."""
+    def request_cancel(self, *, owner: str | None, job_id: str) -> Job:
+        """Queued jobs are canceled at once; running ones get the flag their worker polls.
+
+        JobNotFound as ``get_job``; JobFinished for a job that succeeded or failed."""
         now = utcnow()
         with self.writing() as s:
             job = s.get(Job, job_id)
             if job is None or (owner is not None and job.owner != owner):
-                raise Problem(404, "job_not_found", f"no job {job_id!r}")
-            if job.status == "canceled":
+                raise JobNotFound(job_id)
+            if job.status == JobStatus.CANCELED:
                 return job
             if job.status in FINAL_STATUSES:
-                raise Problem(409, "job_finished", f"job {job_id!r} already {job.status}")
+                raise JobFinished(job_id, job.status)
             job.cancel_requested = True
             job.cancel_requested_at = job.cancel_requested_at or now
-            if job.status == "queued":
-                job.status, job.stage, job.finished_at = "canceled", "canceled", now
-                job.error = {"code": "canceled", "message": "canceled before it started"}
+            if job.status == JobStatus.QUEUED:
+                job.status, job.stage, job.finished_at = JobStatus.CANCELED, JobStatus.CANCELED, now
+                job.error = {"code": JobErrorCode.CANCELED, "message": "canceled before it started"}
             job.version += 1
             job.updated_at = now
         return job
@@ -242,14 +252,14 @@ class JobStore:
         """
         now = utcnow()
         with self.writing() as s:
-            q = (select(Job.id).where(Job.status == "queued", Job.dispatched_at.is_(None))
+            q = (select(Job.id).where(Job.status == JobStatus.QUEUED, Job.dispatched_at.is_(None))
                  .order_by(Job.created_at).limit(limit))
             if s.get_bind().dialect.name == "postgresql":
                 q = q.with_for_update(skip_locked=True)
             ids = list(s.execute(q).scalars())
             claimed = []
             for job_id in ids:
-                res = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued",
+                res = s.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED,
                                                   Job.dispatched_at.is_(None)).values(dispatched_at=now))
                 if res.rowcount == 1:
                     claimed.append(job_id)
@@ -258,35 +268,39 @@ class JobStore:
     def undispatch(self, *, job_id: str, attempt: int) -> bool:
         """Let a queued job be dispatched again (its Ray task was lost before it started)."""
         with self.writing() as s:
-            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "queued")
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt,
+                                              Job.status == JobStatus.QUEUED)
                             .values(dispatched_at=None, version=Job.version + 1, updated_at=utcnow()))
             return res.rowcount == 1
 
-    def fail_queued(self, *, job_id: str, attempt: int, code: str, message: str) -> bool:
+    def fail_queued(self, *, job_id: str, attempt: int, code: JobErrorCode, message: str) -> bool:
         """Fail a queued job that cannot run at all (e.g. it wants a GPU and the cluster has none)."""
         now = utcnow()
         with self.writing() as s:
-            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "queued")
-                            .values(status="failed", stage="failed", finished_at=now, updated_at=now,
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt,
+                                              Job.status == JobStatus.QUEUED)
+                            .values(status=JobStatus.FAILED, stage=JobStatus.FAILED, finished_at=now, updated_at=now,
                                     error={"code": code, "message": message}, version=Job.version + 1))
             return res.rowcount == 1
 
     def queued_dispatched_before(self, cutoff: datetime) -> list[Job]:
         with self.reading() as s:
-            return list(s.execute(select(Job).where(Job.status == "queued", Job.dispatched_at < cutoff)).scalars())
+            return list(s.execute(select(Job).where(Job.status == JobStatus.QUEUED,
+                                                    Job.dispatched_at < cutoff)).scalars())
 
     def cancels_due(self, *, cutoff: datetime) -> list[Job]:
         """Running jobs whose cancel was requested before ``cutoff`` and that have not stopped."""
         with self.reading() as s:
-            return list(s.execute(select(Job).where(Job.status == "running", Job.cancel_requested.is_(True),
+            return list(s.execute(select(Job).where(Job.status == JobStatus.RUNNING, Job.cancel_requested.is_(True),
                                                     Job.cancel_requested_at < cutoff)).scalars())
 
     def stale_running(self, *, cutoff: datetime) -> list[Job]:
         """Running jobs whose last heartbeat is older than ``cutoff``."""
         with self.reading() as s:
-            return list(s.execute(select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)).scalars())
+            return list(s.execute(select(Job).where(Job.status == JobStatus.RUNNING,
+                                                    Job.heartbeat_at < cutoff)).scalars())
 
-    def requeue_or_fail(self, *, job_id: str, attempt: int, reason: str, charged: bool = True) -> Optional[Job]:
+    def requeue_or_fail(self, *, job_id: str, attempt: int, reason: str, charged: bool = True) -> Job | None:
         """Give up on ``attempt`` of a running job: re-queue it with attempt+1, or fail it when out of
         attempts (or canceled when a cancel was pending). None if the attempt is no longer current.
 
@@ -297,21 +311,22 @@ class JobStore:
         now = utcnow()
         with self.writing() as s:
             job = s.get(Job, job_id)
-            if job is None or job.attempt != attempt or job.status != "running":
+            if job is None or job.attempt != attempt or job.status != JobStatus.RUNNING:
                 return None
             if job.cancel_requested:
-                job.status, job.stage, job.finished_at = "canceled", "canceled", now
-                job.error = {"code": "canceled", "message": "canceled"}
+                job.status, job.stage, job.finished_at = JobStatus.CANCELED, JobStatus.CANCELED, now
+                job.error = {"code": JobErrorCode.CANCELED, "message": "canceled"}
             elif charged and job.attempt >= job.max_attempts:
-                job.status, job.stage, job.finished_at = "failed", "failed", now
-                job.error = {"code": "worker_lost",
+                job.status, job.stage, job.finished_at = JobStatus.FAILED, JobStatus.FAILED, now
+                job.error = {"code": JobErrorCode.WORKER_LOST,
                              "message": f"{reason}; gave up after {job.attempt} attempts"}
             else:
-                job.status, job.stage, job.attempt = "queued", "requeued", job.attempt + 1
+                job.status, job.stage, job.attempt = JobStatus.QUEUED, JobStage.REQUEUED, job.attempt + 1
                 if not charged:
                     job.max_attempts += 1
                 job.dispatched_at = job.heartbeat_at = None
-                job.error = {"code": "retrying", "message": f"{reason}; retrying (attempt {job.attempt})"}
+                job.error = {"code": JobErrorCode.RETRYING,
+                             "message": f"{reason}; retrying (attempt {job.attempt})"}
             job.version += 1
             job.updated_at = now
             return job
@@ -320,21 +335,23 @@ class JobStore:
         """Record that a running attempt was stopped by force after its grace period."""
         now = utcnow()
         with self.writing() as s:
-            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "running")
-                            .values(status="canceled", stage="canceled", finished_at=now, updated_at=now,
-                                    error={"code": "canceled", "message": "canceled (stopped by force)"},
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt,
+                                              Job.status == JobStatus.RUNNING)
+                            .values(status=JobStatus.CANCELED, stage=JobStatus.CANCELED, finished_at=now,
+                                    updated_at=now,
+                                    error={"code": JobErrorCode.CANCELED, "message": "canceled (stopped by force)"},
                                     version=Job.version + 1))
             return res.rowcount == 1
 
     # ---- worker (all fenced by attempt) ------------------------------------------------------
 
-    def claim_start(self, *, job_id: str, attempt: int, worker: dict[str, Any]) -> Optional[Job]:
+    def claim_start(self, *, job_id: str, attempt: int, worker: dict[str, Any]) -> Job | None:
         """queued -> running for this attempt; None when someone else has it or it was canceled."""
         now = utcnow()
         with self.writing() as s:
-            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "queued",
-                                              Job.cancel_requested.is_(False))
-                            .values(status="running", stage="starting", started_at=now, heartbeat_at=now,
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt,
+                                              Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
+                            .values(status=JobStatus.RUNNING, stage=JobStage.STARTING, started_at=now, heartbeat_at=now,
                                     worker=worker, error=None, updated_at=now, version=Job.version + 1))
             if res.rowcount != 1:
                 return None
@@ -344,7 +361,7 @@ class JobStore:
         now = utcnow()
         values.setdefault("heartbeat_at", now)
         with self.writing() as s:
-            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "running")
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
                             .values(updated_at=now, version=Job.version + 1, **values))
             return res.rowcount == 1
 
@@ -352,27 +369,22 @@ class JobStore:
         """Refresh the heartbeat; False when this attempt no longer owns the job."""
         now = utcnow()
         with self.writing() as s:
-            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "running")
+            res = s.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
                             .values(heartbeat_at=now))
             return res.rowcount == 1
 
     def report_progress(self, *, job_id: str, attempt: int, stage: str, progress: float) -> bool:
+        """Record the stage (a pipeline ``Stage`` or ``JobStage.UPLOAD``) and overall percent."""
         return self._fenced(job_id, attempt, stage=stage, progress=round(float(progress), 2))
 
-    def finish(self, *, job_id: str, attempt: int, status: str, error: Optional[dict] = None,
-               metrics: Optional[dict] = None, artifacts: Optional[list] = None) -> bool:
+    def finish(self, *, job_id: str, attempt: int, status: JobStatus, error: dict | None = None,
+               metrics: dict | None = None, artifacts: list | None = None) -> bool:
         if status not in FINAL_STATUSES:
             raise ValueError(f"expected a final status, got {status!r}")
         values: dict[str, Any] = {"status": status, "stage": status, "finished_at": utcnow(), "error": error}
-        if status == "succeeded":
+        if status == JobStatus.SUCCEEDED:
             values.update(progress=100.0, metrics=metrics, artifacts=artifacts or [])
         return self._fenced(job_id, attempt, **values)
-
-
-def _quota_problem(queued: int, max_queued: int) -> Problem:
-    return Problem(429, "too_many_queued_jobs",
-                   f"{queued} jobs already queued for this key; the limit is {max_queued}",
-                   headers={"Retry-After": "10"})
 
 
 def new_id() -> str:
@@ -395,4 +407,4 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
             raise ValueError("bad cursor")
         return when, job_id
     except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise Problem(422, "validation_error", f"cursor: not a cursor from this API ({e.__class__.__name__})")
+        raise BadCursor(e.__class__.__name__) from None

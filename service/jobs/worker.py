@@ -3,7 +3,8 @@
 The task talks to the job store directly (DB URL in ``WorkerConfig``): it claims the attempt,
 reports progress and heartbeats, polls the cancel flag through the pipeline's ``CancelToken``
 and records the outcome. Every write is fenced by the attempt number, so a worker that was
-given up on cannot overwrite what happened since. Nothing here imports Ray.
+given up on cannot overwrite what happened since. Nothing here imports Ray. Every stage an
+attempt enters passes through ``StageReporter.report``.
 """
 
 from __future__ import annotations
@@ -18,19 +19,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
+from recon.progress import Cancelled, CancelToken, Stage
 from service.jobs.db import DatabaseConfig
+from service.jobs.states import JobErrorCode, JobStage, JobStatus
 from service.jobs.store import JobStore
 from service.storage import ArtifactStore, StorageConfig, sha256_file
 
 log = logging.getLogger(__name__)
 
-# Overall progress (percent) at the start and end of each pipeline stage; any stage not listed
-# (method-specific reconstruction steps) is mapped into the "fit" band.
+# Overall progress (percent) at the start and end of each stage; any stage not listed
+# (method-specific reconstruction steps: Poisson's normals and solve) is mapped into the fit band.
 STAGE_BANDS: dict[str, tuple[float, float]] = {
-    "starting": (0.0, 0.0), "load": (0.0, 5.0), "fit": (5.0, 80.0), "extract": (80.0, 90.0),
-    "metrics": (90.0, 95.0), "export": (95.0, 98.0), "upload": (98.0, 100.0),
+    JobStage.STARTING: (0.0, 0.0), Stage.LOAD: (0.0, 5.0), Stage.FIT: (5.0, 80.0), Stage.EXTRACT: (80.0, 90.0),
+    Stage.METRICS: (90.0, 95.0), Stage.EXPORT: (95.0, 98.0), JobStage.UPLOAD: (98.0, 100.0),
 }
 
 
@@ -44,15 +47,10 @@ class WorkerConfig:
     checkpoint_every_s: float = 5.0
     progress_interval_s: float = 0.25
     cancel_poll_s: float = 0.5
-    stage_delay_s: tuple[tuple[str, float], ...] = ()
-    """Tests only: (stage, seconds) to linger, cancellably, on entering that stage; a key
-    ``stage@n`` applies to attempt n only."""
-    marker_dir: Optional[str] = None
-    """Tests only: append a line per attempt start and finish to ``<marker_dir>/<job id>``."""
 
 
 def overall_progress(stage: str, fraction: float) -> float:
-    lo, hi = STAGE_BANDS.get(stage, STAGE_BANDS["fit"])
+    lo, hi = STAGE_BANDS.get(stage, STAGE_BANDS[Stage.FIT])
     return lo + (hi - lo) * min(1.0, max(0.0, fraction))
 
 
@@ -66,52 +64,38 @@ def _store(cfg: DatabaseConfig) -> JobStore:
     return _STORES[cfg]
 
 
-class _Reporter:
-    """Progress callback: throttled, monotonic writes of stage and percent; stops a lost attempt."""
+class StageReporter:
+    """The progress callback of one attempt: throttled, monotonic writes of stage and percent.
 
-    def __init__(self, store: JobStore, job_id: str, attempt: int, start: float, interval: float,
-                 token, linger: Optional[dict[str, float]] = None) -> None:
+    A stage is always written when it is entered; a write the store refuses (the attempt is no
+    longer current) cancels the attempt through ``token``.
+    """
+
+    def __init__(self, store: JobStore, job_id: str, attempt: int, start: float, interval: float, token) -> None:
         self.store, self.job_id, self.attempt = store, job_id, attempt
         self.best, self.interval, self.token = start, interval, token
-        self.stage: Optional[str] = None
+        self.stage: str | None = None
         self.last_write = 0.0
-        self.linger = dict(linger or {})
-        self.first_fit_step: Optional[int] = None
-        """Step of this attempt's first fit report: above one report interval means it resumed."""
 
     def __call__(self, event) -> None:
-        if event.stage == "fit" and self.first_fit_step is None:
-            self.first_fit_step = event.step
         self.report(event.stage, event.fraction)
 
     def report(self, stage: str, fraction: float, *, force: bool = False) -> None:
+        """Record ``fraction`` (0-1) of ``stage`` done: a pipeline ``Stage`` or ``JobStage.UPLOAD``."""
         pct = max(self.best, overall_progress(stage, fraction))
         now = time.monotonic()
         if not force and stage == self.stage and (now - self.last_write < self.interval or pct - self.best < 0.1):
             return
-        entered = stage != self.stage
         self.best, self.stage, self.last_write = pct, stage, now
         if not self.store.report_progress(job_id=self.job_id, attempt=self.attempt, stage=stage, progress=pct):
             self.token.cancel()
-        if entered:
-            seconds = self.linger.pop(f"{stage}@{self.attempt}", None) or self.linger.pop(stage, 0.0)
-            if seconds > 0:
-                self._linger(seconds)
-
-    def _linger(self, seconds: float) -> None:
-        """Stay in the stage just entered (a test hook to cancel there); Cancelled ends it early."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.token.raise_if_cancelled()
-            time.sleep(0.05)
-        self.token.raise_if_cancelled()
 
 
 class _Heartbeat(threading.Thread):
     """Beats every ``interval``; copies the checkpoint to a remote store now and then."""
 
     def __init__(self, store: JobStore, job_id: str, attempt: int, cfg: WorkerConfig, token,
-                 checkpoint: Optional[tuple[Path, ArtifactStore, str]]) -> None:
+                 checkpoint: tuple[Path, ArtifactStore, str] | None) -> None:
         super().__init__(name=f"heartbeat-{job_id}", daemon=True)
         self.store, self.job_id, self.attempt, self.cfg, self.token = store, job_id, attempt, cfg, token
         self.checkpoint = checkpoint
@@ -142,15 +126,16 @@ class _Heartbeat(threading.Thread):
         self.stopped.set()
 
 
+SKIPPED = "skipped"
+"""What ``run_job`` returns for an attempt it could not claim (taken, re-queued or canceled)."""
+
+
 def run_job(cfg: WorkerConfig, job_id: str, attempt: int) -> str:
-    """Run one attempt; returns the status it ended in ('skipped' when it could not claim it)."""
+    """Run one attempt; returns the ``JobStatus`` it ended in, or ``SKIPPED``."""
     store = _store(cfg.db)
     job = store.claim_start(job_id=job_id, attempt=attempt, worker=_where())
     if job is None:
-        return "skipped"
-    _mark(cfg, job_id, f"start {attempt} {os.getpid()}")
-    from recon.progress import CancelToken
-
+        return SKIPPED
     last_poll = [0.0, False]
 
     def cancel_requested() -> bool:
@@ -160,8 +145,7 @@ def run_job(cfg: WorkerConfig, job_id: str, attempt: int) -> str:
         return bool(last_poll[1])
 
     token = CancelToken(check=cancel_requested)
-    reporter = _Reporter(store, job_id, attempt, job.progress, cfg.progress_interval_s, token,
-                         linger=dict(cfg.stage_delay_s))
+    reporter = StageReporter(store, job_id, attempt, job.progress, cfg.progress_interval_s, token)
     artifacts = ArtifactStore(cfg.storage)
     ckpt_key = f"jobs/{job_id}/checkpoint.pt"
     with tempfile.TemporaryDirectory(prefix=f"surfrecon-{job_id[:8]}-") as tmp:
@@ -183,10 +167,8 @@ def run_job(cfg: WorkerConfig, job_id: str, attempt: int) -> str:
         owned = store.finish(job_id=job_id, attempt=attempt, status=status, **fields)
         if owned:  # only the attempt that still owns the job may touch its objects
             artifacts.delete(ckpt_key)
-            if status != "succeeded":  # no half-uploaded set of artifacts stays behind
+            if status != JobStatus.SUCCEEDED:  # no half-uploaded set of artifacts stays behind
                 artifacts.delete_prefix(f"jobs/{job_id}/artifacts")
-        _mark(cfg, job_id, f"finish {attempt} {status} {'owned' if owned else 'superseded'} "
-                           f"first_fit_step={reporter.first_fit_step}")
     return status
 
 
@@ -199,16 +181,9 @@ def _where() -> dict[str, Any]:
     return where
 
 
-def _mark(cfg: WorkerConfig, job_id: str, line: str) -> None:
-    if cfg.marker_dir:
-        with open(Path(cfg.marker_dir) / job_id, "a") as f:
-            f.write(line + "\n")
-
-
-def _execute(job, artifacts: ArtifactStore, tmp: Path, ckpt: Path, reporter: _Reporter, token):
+def _execute(job, artifacts: ArtifactStore, tmp: Path, ckpt: Path, reporter: StageReporter, token):
     """Run the pipeline and upload its artifacts; returns (final status, fields for finish())."""
     from recon.io import InputError
-    from recon.progress import Cancelled
 
     try:
         from recon.pipeline import JobSpec, run
@@ -225,18 +200,19 @@ def _execute(job, artifacts: ArtifactStore, tmp: Path, ckpt: Path, reporter: _Re
             records.append({"name": name, "key": key, "size": Path(path).stat().st_size,
                             "sha256": sha256_file(Path(path))})
             artifacts.put_file(Path(path), key)
-            reporter.report("upload", (i + 1) / len(result.artifacts), force=i == 0)
+            reporter.report(JobStage.UPLOAD, (i + 1) / len(result.artifacts), force=i == 0)
         token.raise_if_cancelled()
-        return "succeeded", {"metrics": jsonable(result.metrics), "artifacts": records}
+        return JobStatus.SUCCEEDED, {"metrics": jsonable(result.metrics), "artifacts": records}
     except Cancelled:
-        return "canceled", {"error": {"code": "canceled", "message": "canceled"}}
+        return JobStatus.CANCELED, {"error": {"code": JobErrorCode.CANCELED, "message": "canceled"}}
     except InputError as e:
-        return "failed", {"error": {"code": e.code, "message": _short(str(e))}}
+        return JobStatus.FAILED, {"error": {"code": e.code, "message": _short(str(e))}}
     except ValueError as e:
-        return "failed", {"error": {"code": "reconstruction_failed", "message": _short(str(e))}}
+        return JobStatus.FAILED, {"error": {"code": JobErrorCode.RECONSTRUCTION_FAILED, "message": _short(str(e))}}
     except Exception as e:
         log.exception("job %s failed", job.id)
-        return "failed", {"error": {"code": "internal_error", "message": _short(f"{type(e).__name__}: {e}")}}
+        return JobStatus.FAILED, {"error": {"code": JobErrorCode.INTERNAL_ERROR,
+                                            "message": _short(f"{type(e).__name__}: {e}")}}
 
 
 def _short(message: str, limit: int = 1000) -> str:

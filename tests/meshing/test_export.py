@@ -1,6 +1,5 @@
 """Round trips through every export format, and loader errors."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +9,6 @@ from meshing import mesh as M
 from meshing.export import EXPORTERS, load_mesh, mesh_bytes, save_mesh
 from meshing.mesh import Mesh
 
-DATA = Path("/work/shared/data/meshes")
 F32 = 1e-6  # float32 storage of coordinates of magnitude ~1
 
 
@@ -124,10 +122,11 @@ def test_empty_mesh_saves(tmp_path):
         assert save_mesh(e, tmp_path / f"e.{fmt}").exists()
 
 
-def test_all_shared_meshes_load():
-    for path in sorted(DATA.glob("*/*")):
-        if path.suffix.lower() not in (".obj", ".stl"):
-            continue
+def test_all_shared_meshes_load(shared_data):
+    paths = [p for p in sorted((shared_data / "meshes").glob("*/*")) if p.suffix.lower() in (".obj", ".stl")]
+    folders = {d for d in (shared_data / "meshes").iterdir() if d.is_dir()}
+    assert folders and {p.parent for p in paths} == folders, paths  # a mesh in every folder
+    for path in paths:
         m = load_mesh(path)
         assert m.n_faces > 1000 and M.is_watertight(m), path
 
@@ -140,8 +139,8 @@ def test_off_loads(tmp_path):
     assert m.n_faces == 12 and M.volume(m) == pytest.approx(1.0)
 
 
-def test_real_mesh_round_trip(tmp_path):
-    m = load_mesh(DATA / "armadillo_correspondence" / "armadillo.obj")
+def test_real_mesh_round_trip(tmp_path, shared_data):
+    m = load_mesh(shared_data / "meshes" / "armadillo_correspondence" / "armadillo.obj")
     for fmt in EXPORTERS:
         back = load_mesh(save_mesh(m, tmp_path / f"a.{fmt}"))
         scale = np.abs(m.vertices).max()

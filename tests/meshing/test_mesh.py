@@ -1,7 +1,6 @@
 """Mesh operations on analytic shapes (trimesh icospheres/boxes) and the shared test meshes."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +8,6 @@ import trimesh
 
 from meshing import mesh as M
 from meshing.mesh import Mesh
-
-DATA = Path("/work/shared/data/meshes")
 
 
 def icosphere(subdivisions=3, radius=1.0, center=(0, 0, 0)):
@@ -195,10 +192,10 @@ def test_merge_keeps_order_without_duplicates():
 @pytest.mark.parametrize(
     "name", ["ponq_bunny/bunny.obj", "spot/spot.obj", "trimesh_torus/torus.STL"]
 )
-def test_real_meshes(name):
+def test_real_meshes(name, shared_data):
     from meshing.export import load_mesh
 
-    m = load_mesh(DATA / name)
+    m = load_mesh(shared_data / "meshes" / name)
     assert M.is_watertight(m) and M.is_edge_manifold(m) and M.n_components(m) == 1
     ref = trimesh.Trimesh(m.vertices, m.faces, process=False)
     assert M.area(m) == pytest.approx(ref.area, rel=1e-9)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
@@ -13,7 +11,6 @@ from recon.progress import Cancelled, CancelToken
 
 CENTER = np.array([0.3, -0.2, 0.5])
 RADIUS = 2.0
-SPOT = Path("/work/shared/data/meshes/spot/spot.obj")
 
 
 def fibonacci_sphere(n=4000):
@@ -122,11 +119,10 @@ def test_vertex_normals_follow_winding():
     np.testing.assert_array_equal(vertex_normals(v, f)[3], 0.0)
 
 
-@pytest.mark.skipif(not SPOT.exists(), reason="shared Spot model not available")
 @pytest.mark.parametrize("given_normals", [True, False])
-def test_spot_reconstruction_chamfer(given_normals):
+def test_spot_reconstruction_chamfer(given_normals, shared_data):
     trimesh = pytest.importorskip("trimesh")
-    gt = trimesh.load(SPOT, force="mesh")
+    gt = trimesh.load(shared_data / "meshes" / "spot" / "spot.obj", force="mesh")
     pts, face_idx = trimesh.sample.sample_surface(gt, 20000, seed=0)
     normals = gt.face_normals[face_idx] if given_normals else None
     mesh = poisson_reconstruct(pts, normals, PoissonConfig(depth=8))

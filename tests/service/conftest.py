@@ -1,23 +1,30 @@
 """Fixtures for the service tests: one local Ray per session, real uvicorn servers on free
 ports (in threads of this process, sharing its Ray), point-cloud files, and both job-store
-backends (SQLite in a temp dir, PostgreSQL on 127.0.0.1:5432 in a throw-away schema)."""
+backends (SQLite in a temp dir, PostgreSQL on 127.0.0.1:5432 in a throw-away schema).
+
+The session's Ray workers load the stage hooks of ``hooks/stage_hooks.py``: a test holds a
+server's jobs in a stage, or counts their attempts, with ``set_rules(stage_hooks, ...)``.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-
 from svc_helpers import PG_URL, free_port, pg_available, sphere_points
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "hooks"))
+from stage_hooks import hook_env
 
 # Timings short enough for tests, long enough not to flap on 2 busy cores.
 FAST_SETTINGS: dict[str, Any] = {
@@ -47,7 +54,13 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[str]:
+def stage_hooks(tmp_path_factory) -> Path:
+    """The rules file of the stage hooks (none at first: the hooks do nothing)."""
+    return tmp_path_factory.mktemp("stage_hooks") / "rules.json"
+
+
+@pytest.fixture(scope="session")
+def ray_session(stage_hooks) -> Iterator[str]:
     """One local Ray for the whole session (loopback, free ports, no dashboard)."""
     # Workers inherit the environment of Ray's start: credentials for the moto S3 server.
     for k, v in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_DEFAULT_REGION", "us-east-1")):
@@ -58,8 +71,18 @@ def ray_session() -> Iterator[str]:
     from service.settings import Settings
 
     # The service's own start-up path, as `surfrecon serve` takes it (servers started later
-    # in this process find Ray initialised and share it).
-    assert init_ray(Settings(_env_file=None, ray_address=None, ray_num_cpus=2, ray_object_store_bytes=128 << 20))
+    # in this process find Ray initialised and share it). Ray's processes, and so its
+    # workers, keep the environment of its start: the hooks' variables are set only for that.
+    saved = {k: os.environ.get(k) for k in hook_env(stage_hooks)}
+    os.environ.update(hook_env(stage_hooks))
+    try:
+        assert init_ray(Settings(_env_file=None, ray_address=None, ray_num_cpus=2, ray_object_store_bytes=128 << 20))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

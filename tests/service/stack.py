@@ -86,13 +86,15 @@ def _node_args(cpus: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def ray_cluster(*, head_cpus: int = 1, worker_nodes: list[dict] = ()) -> Iterator[RayCluster]:
+def ray_cluster(*, head_cpus: int = 1, worker_nodes: list[dict] = (),
+                env: dict[str, str] | None = None) -> Iterator[RayCluster]:
     """Head with ``head_cpus`` CPUs plus one node per entry of ``worker_nodes`` (its custom
-    resources, one CPU each). Workers inherit S3 credentials from the node's environment."""
+    resources, one CPU each). Workers inherit S3 credentials, and ``env``, from the node's
+    environment."""
     temp_dir = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # unix socket paths must stay short
     port = free_port()
     cluster = RayCluster(address=f"127.0.0.1:{port}", temp_dir=temp_dir)
-    env = base_env()
+    env = base_env(**(env or {}))
     try:
         head_log = temp_dir / "head.log"
         head = _start_node(["--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", str(temp_dir),

@@ -6,9 +6,9 @@ dispatcher as separate processes.
   nothing touches the API host's disk but uploads in flight.
 * No lost jobs across restarts: with jobs running and queued, the API restarts (the jobs carry
   on untouched), then the dispatcher (it hands its attempts back; the next one resumes them
-  from their checkpoints). Every job finishes exactly once, counted with the workers' test
-  markers (``test_marker_dir``); the running attempts are held in 'extract' by the test-only
-  ``test_stage_delay_s`` hook rather than by hoping they are slow.
+  from their checkpoints). Every job finishes exactly once, counted with the markers of the
+  stage hooks (``hooks/stage_hooks.py``, loaded by the cluster's workers); the running attempts
+  are held in 'extract' by the hooks rather than by hoping they are slow.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from stack import base_env, dispatcher_process, moto_s3, pg_schema, ray_cluster
+from stage_hooks import hook_env, read_marks, set_rules
 from svc_helpers import pg_available, serve_process, submit, wait_for_job
 
 pytestmark = pytest.mark.skipif(not pg_available(), reason="PostgreSQL is not listening on 127.0.0.1:5432")
@@ -36,6 +37,8 @@ class Stack:
 
     cluster: object
     env: dict
+    hooks: Path
+    """The stage hooks' rules file, read by the cluster's workers."""
     root: Path
     endpoint: str
     prefix: str
@@ -43,14 +46,14 @@ class Stack:
     url: str = ""
     procs: dict[str, contextlib.ExitStack] = field(default_factory=dict)
 
-    def restart(self, name: str, env: dict | None = None) -> None:
-        """(Re)start 'api' or 'dispatcher' with ``env`` (default the stack's)."""
+    def restart(self, name: str) -> None:
+        """(Re)start 'api' or 'dispatcher'."""
         self.stop(name)
         stack = contextlib.ExitStack()
         if name == "api":
-            self.url, _log = stack.enter_context(serve_process(self.root, env or self.env))
+            self.url, _log = stack.enter_context(serve_process(self.root, self.env))
         else:
-            stack.enter_context(dispatcher_process(self.root, env or self.env))
+            stack.enter_context(dispatcher_process(self.root, self.env))
         self.procs[name] = stack
 
     def stop(self, name: str) -> None:
@@ -70,13 +73,14 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("stack")
-    with ray_cluster(head_cpus=1, worker_nodes=[{"worker_node": 1}]) as cluster, moto_s3() as endpoint, \
-            pg_schema() as db:
+    hooks = root / "stage_hooks.json"
+    with ray_cluster(head_cpus=1, worker_nodes=[{"worker_node": 1}], env=hook_env(hooks)) as cluster, \
+            moto_s3() as endpoint, pg_schema() as db:
         prefix = f"run-{root.name}"
         env = base_env(RAY_ADDRESS=cluster.address, SURFRECON_DATABASE_URL=db[0], SURFRECON_DATABASE_SCHEMA=db[1],
                        SURFRECON_ARTIFACT_URL=f"s3://artifacts/{prefix}", SURFRECON_S3_ENDPOINT_URL=endpoint,
                        SURFRECON_DISPATCHER="external")
-        s = Stack(cluster=cluster, env=env, root=root, endpoint=endpoint, prefix=prefix, db=db)
+        s = Stack(cluster=cluster, env=env, hooks=hooks, root=root, endpoint=endpoint, prefix=prefix, db=db)
         try:
             s.restart("api")
             s.restart("dispatcher")
@@ -136,19 +140,12 @@ def test_jobs_spread_over_the_cluster_with_postgresql_and_s3(stack: Stack, input
     assert worker_node in nodes, (nodes, resources)
 
 
-def _marks(marker_dir: Path, job_id: str) -> list[list[str]]:
-    path = marker_dir / job_id
-    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def test_restarting_api_and_dispatcher_loses_no_job_and_runs_none_twice(stack: Stack, inputs):
     markers = stack.root / "markers"
     markers.mkdir()
     # Attempt 1 of each job lingers on entering 'extract' (ended early by a cancel or a re-queue):
     # that holds the DiGS jobs running across the restarts. Later attempts run straight through.
-    env = {**stack.env, "SURFRECON_TEST_MARKER_DIR": str(markers),
-           "SURFRECON_TEST_STAGE_DELAY_S": '{"extract@1": 60}'}
-    stack.restart("dispatcher", env)
+    set_rules(stack.hooks, *stack.db, linger={"extract@1": 60}, markers=markers)
     with stack.client() as client:
         # Two DiGS jobs take both CPUs of the cluster; three Poisson jobs queue behind them.
         running = [submit(client, inputs["sphere"], DIGS).json()["id"] for _ in range(2)]
@@ -175,7 +172,7 @@ def test_restarting_api_and_dispatcher_loses_no_job_and_runs_none_twice(stack: S
         for job_id in queued:
             job = client.get(f"/v1/jobs/{job_id}").json()
             assert (job["status"], job["attempt"]) == ("queued", 1), job
-        stack.restart("dispatcher", env)
+        stack.restart("dispatcher")
         finals = {j: wait_for_job(client, j, lambda x: x["status"] in FINAL, 180, "finished") for j in running + queued}
         for job_id, final in finals.items():
             for art in final["artifacts"]:
@@ -185,7 +182,7 @@ def test_restarting_api_and_dispatcher_loses_no_job_and_runs_none_twice(stack: S
     assert {j: f["status"] for j, f in finals.items()} == dict.fromkeys(running + queued, "succeeded")
     assert [finals[j]["attempt"] for j in running + queued] == [2, 2, 1, 1, 1]
     for job_id, final in finals.items():
-        marks = _marks(markers, job_id)
+        marks = read_marks(markers, job_id)
         starts = [int(m[1]) for m in marks if m[0] == "start"]
         owned = [m for m in marks if m[0] == "finish" and m[3] == "owned"]
         assert len(owned) == 1 and owned[0][1:3] == [str(final["attempt"]), "succeeded"], marks  # finished once
@@ -193,5 +190,6 @@ def test_restarting_api_and_dispatcher_loses_no_job_and_runs_none_twice(stack: S
         # The superseded first attempts stopped themselves and wrote nothing to the job.
         assert all(m[2:4] == ["canceled", "superseded"] for m in marks if m[0] == "finish" and m[3] != "owned")
     for job_id in running:
-        resumed_at = int(_marks(markers, job_id)[-1][-1].split("=")[1])
-        assert resumed_at > 50, _marks(markers, job_id)  # attempt 2 began past the first checkpoint
+        marks = read_marks(markers, job_id)
+        resumed_at = int(marks[-1][-1].split("=")[1])
+        assert resumed_at > 50, marks  # attempt 2 began past the first checkpoint

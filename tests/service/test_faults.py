@@ -1,9 +1,10 @@
 """Cancelling in every stage of a job: it ends ``canceled`` promptly, by the worker's own hand,
 with no artifact (not even half a set) and no checkpoint left behind.
 
-Stages are held open with the test-only ``test_stage_delay_s`` hook, so no test relies on a job
-happening to be slow; each attempt's start and finish are counted with the workers' markers
-(``test_marker_dir``). Restarts of the API and the dispatcher are in ``test_cluster.py``.
+Stages are held open by the stage hooks (``hooks/stage_hooks.py``: the workers linger on
+entering a stage until canceled), so no test relies on a job happening to be slow; each
+attempt's start and finish are counted with the hooks' markers. Restarts of the API and the
+dispatcher are in ``test_cluster.py``.
 """
 
 from __future__ import annotations
@@ -11,26 +12,23 @@ from __future__ import annotations
 import time
 
 import pytest
+from stage_hooks import read_marks, set_rules
 from svc_helpers import submit, wait_for_job
 
 FINAL = ("succeeded", "failed", "canceled")
 DIGS = {"method": "digs", "preset": "fast", "formats": ["ply"]}
 
 
-def _marks(marker_dir, job_id: str) -> list[list[str]]:
-    path = marker_dir / job_id
-    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
-
-
 STAGES = ["load", "fit", "extract", "metrics", "export", "upload"]
 
 
 @pytest.fixture(scope="module")
-def stage_servers(make_server, tmp_path_factory):
+def stage_servers(make_server, stage_hooks, tmp_path_factory):
     """One server per stage whose workers linger 60 s on entering that stage."""
     markers = tmp_path_factory.mktemp("markers")
-    servers = {stage: make_server(test_stage_delay_s={stage: 60.0}, test_marker_dir=markers, cancel_grace_s=30.0,
-                                  job_num_cpus=0.5) for stage in STAGES}
+    servers = {stage: make_server(cancel_grace_s=30.0, job_num_cpus=0.5) for stage in STAGES}
+    for stage, s in servers.items():  # before any job is submitted
+        set_rules(stage_hooks, s.ctx.settings.database_url, linger={stage: 60.0}, markers=markers)
     yield markers, servers
     for s in servers.values():
         s.stop()
@@ -53,11 +51,11 @@ def test_cancel_in_every_stage_ends_promptly_with_no_artifacts(stage_servers, in
         # The worker records the final state first, then deletes what it wrote and marks its
         # finish: wait for the mark (the worker's last act) before looking at the files.
         deadline = time.monotonic() + 10
-        while len(_marks(markers, job_id)) < 2 and time.monotonic() < deadline:
+        while len(read_marks(markers, job_id)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         art = s.ctx.artifacts
         assert not (art.root / "jobs" / job_id / "artifacts").exists(), stage  # not even a half set
         assert not art.exists(f"jobs/{job_id}/checkpoint.pt"), stage
-        marks = _marks(markers, job_id)
+        marks = read_marks(markers, job_id)
         assert [m[:2] for m in marks] == [["start", "1"], ["finish", "1"]], marks
         assert marks[1][2:4] == ["canceled", "owned"], marks

@@ -1,6 +1,8 @@
 // The progress panel: the stage in words, a bar, the elapsed time and an estimate of the time
 // left from the rate at which progress has been rising.
 
+// Words for every stage a job shows (recon.progress.Stage, service.jobs.states.JobStage and the
+// final statuses; tests/web/test_labels.py holds this list to them) and for job error codes.
 const STAGES = {
   queued: 'Waiting for a free worker',
   requeued: 'Restarting on another worker',
@@ -21,7 +23,7 @@ const STAGES = {
 const FAILURES = {
   canceled: 'The job was canceled.',
   worker_lost: 'The machine running the job stopped answering, several times. Try again later.',
-  cuda_unavailable: 'This job asked for a GPU, but none is available.',
+  no_gpu: 'This job asked for a GPU, but none is available.',
 };
 
 export function stageWords(stage) {

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
+from service.errors import BadCursor, IdempotencyConflict, JobFinished, JobNotFound, QuotaExceeded
 from service.jobs.models import utcnow
-from service.jobs.store import IdempotencyConflict, JobStore, NewJob
-from service.problems import Problem
+from service.jobs.store import JobStore, NewJob
 
 
 def _job(n: int = 0) -> NewJob:
@@ -22,13 +22,13 @@ def _job(n: int = 0) -> NewJob:
 def _create(store: JobStore, owner: str = "alice", n: int = 1, **kw):
     kw.setdefault("max_attempts", 3)
     kw.setdefault("max_queued", 100)
-    rows, batch, created = store.create_jobs(owner=owner, jobs=[_job(i) for i in range(n)], **kw)
+    rows, _, _ = store.create_jobs(owner=owner, jobs=[_job(i) for i in range(n)], **kw)
     return rows
 
 
 def test_migrations_are_idempotent_and_match_the_models(store: JobStore):
-    from alembic.migration import MigrationContext
     from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
 
     from service.jobs.models import Base
 
@@ -48,10 +48,10 @@ def test_create_and_read_back(store: JobStore):
 
 def test_other_owner_sees_nothing(store: JobStore):
     (job,) = _create(store, owner="alice")
-    with pytest.raises(Problem) as e:
+    with pytest.raises(JobNotFound, match=f"no job '{job.id}'") as e:
         store.get_job(owner="bob", job_id=job.id)
-    assert (e.value.status, e.value.code) == (404, "job_not_found")
-    with pytest.raises(Problem, match="no job"):
+    assert e.value.job_id == job.id
+    with pytest.raises(JobNotFound, match="no job"):
         store.request_cancel(owner="bob", job_id=job.id)
     assert store.list_jobs(owner="bob")[0] == []
     assert [j.id for j in store.list_jobs(owner=None)[0]] == [job.id]
@@ -78,16 +78,15 @@ def test_batch_idempotency(store: JobStore):
     again, batch2, created2 = store.create_jobs(owner="alice", jobs=[_job(0), _job(1)], max_attempts=3,
                                                 max_queued=100, idempotency_key="b", request_hash="hb", as_batch=True)
     assert not created2 and batch2.id == batch.id and [r.id for r in again] == batch.job_ids
-    got_batch, jobs = store.get_batch(owner="alice", batch_id=batch.id)
+    _, jobs = store.get_batch(owner="alice", batch_id=batch.id)
     assert [j.batch_id for j in jobs] == [batch.id, batch.id]
 
 
 def test_quota_counts_only_queued_jobs_of_the_owner(store: JobStore):
     _create(store, n=2, max_queued=2)
-    with pytest.raises(Problem) as e:
+    with pytest.raises(QuotaExceeded, match="2 jobs already queued for this key; the limit is 2") as e:
         _create(store, max_queued=2)
-    assert (e.value.status, e.value.code) == (429, "too_many_queued_jobs")
-    assert e.value.headers["Retry-After"]
+    assert (e.value.queued, e.value.limit) == (2, 2)
     _create(store, owner="bob", max_queued=2)  # other owners are not affected
     # A job leaving the queue frees a slot.
     (job,) = store.claim_for_dispatch(limit=1)
@@ -172,9 +171,9 @@ def test_cancel_queued_running_and_finished(store: JobStore):
 
     store.claim_start(job_id=done.id, attempt=1, worker={})
     store.finish(job_id=done.id, attempt=1, status="succeeded", metrics={}, artifacts=[])
-    with pytest.raises(Problem) as e:
+    with pytest.raises(JobFinished, match="already succeeded") as e:
         store.request_cancel(owner="alice", job_id=done.id)
-    assert (e.value.status, e.value.code) == (409, "job_finished")
+    assert e.value.status == "succeeded"
 
 
 def test_keyset_pagination_and_filters(store: JobStore):
@@ -188,9 +187,8 @@ def test_keyset_pagination_and_filters(store: JobStore):
     assert seen == [r.id for r in reversed(rows)]  # newest first, each exactly once
     store.request_cancel(owner="alice", job_id=rows[1].id)
     assert [j.id for j in store.list_jobs(owner="alice", status="canceled")[0]] == [rows[1].id]
-    with pytest.raises(Problem) as e:
+    with pytest.raises(BadCursor, match="not a cursor from this API"):
         store.list_jobs(owner="alice", cursor="not-a-cursor")
-    assert e.value.status == 422
 
 
 def test_concurrent_writers_do_not_lock_up(store: JobStore, db_config):
@@ -207,7 +205,7 @@ def test_concurrent_writers_do_not_lock_up(store: JobStore, db_config):
             for i in range(40):
                 assert own.report_progress(job_id=job_id, attempt=1, stage="fit", progress=float(i))
                 own.heartbeat(job_id=job_id, attempt=1)
-        except BaseException as e:  # collected and re-raised in the test thread
+        except BaseException as e:  # noqa: BLE001 - collected and re-raised in the test thread
             errors.append(e)
         finally:
             own.close()
@@ -216,7 +214,7 @@ def test_concurrent_writers_do_not_lock_up(store: JobStore, db_config):
         try:
             for _ in range(20):
                 _create(store, owner="carol")
-        except BaseException as e:
+        except BaseException as e:  # noqa: BLE001 - as above
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(j.id,)) for j in running] + [threading.Thread(target=submitter)]

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+from stage_hooks import read_marks, set_rules
 from svc_helpers import submit
 
 
@@ -25,13 +26,14 @@ def _running_fit(server, inputs, *, past: float = 0.0) -> tuple[str, int]:
     return job_id, server.ctx.store.get_job(owner=None, job_id=job_id).worker["pid"]
 
 
-def test_killed_worker_is_requeued_and_resumes_from_its_checkpoint(make_server, inputs, tmp_path):
+def test_killed_worker_is_requeued_and_resumes_from_its_checkpoint(make_server, stage_hooks, inputs, tmp_path):
     """SIGKILL in the middle of a DiGS fit (after its first checkpoint at step 50 of 150): the job
     is re-queued with attempt 2, whose fit starts from the checkpoint instead of step 0."""
     from recon.presets import get_preset
 
     cfg = get_preset("fast").digs
-    server = make_server(test_marker_dir=tmp_path)
+    server = make_server()
+    set_rules(stage_hooks, server.ctx.settings.database_url, markers=tmp_path)  # count the attempts
     first_ckpt = cfg.checkpoint_every
     # Fit band is 5-80 % of overall progress: wait until the fit is past its first checkpoint.
     job_id, pid = _running_fit(server, inputs, past=5.0 + 75.0 * (first_ckpt + cfg.log_every) / cfg.steps)
@@ -44,9 +46,9 @@ def test_killed_worker_is_requeued_and_resumes_from_its_checkpoint(make_server, 
     assert final["error"] is None and [a["name"] for a in final["artifacts"]] == ["mesh.ply", "metrics.json"]
     row = server.ctx.store.get_job(owner=None, job_id=job_id)
     assert row.worker["pid"] != pid
-    marks = (tmp_path / job_id).read_text().splitlines()
-    assert [m.split()[:2] for m in marks] == [["start", "1"], ["start", "2"], ["finish", "2"]], marks
-    resumed_at = int(marks[-1].rsplit("first_fit_step=", 1)[1])
+    marks = read_marks(tmp_path, job_id)
+    assert [m[:2] for m in marks] == [["start", "1"], ["start", "2"], ["finish", "2"]], marks
+    resumed_at = int(marks[-1][-1].split("=")[1])
     assert first_ckpt < resumed_at <= cfg.steps, marks  # a fresh fit would first report at log_every
     assert not server.ctx.artifacts.exists(f"jobs/{job_id}/checkpoint.pt")
 
