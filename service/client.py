@@ -16,10 +16,13 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import httpx
+from httpx_sse import connect_sse
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 FINAL = ("succeeded", "failed", "canceled")
@@ -36,7 +39,7 @@ class ApiError(Exception):
 class Client:
     """Thin synchronous wrapper over the /v1 API."""
 
-    def __init__(self, server: str, api_key: Optional[str] = None, *, timeout: float = 60.0) -> None:
+    def __init__(self, server: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
         self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout)
 
@@ -57,13 +60,11 @@ class Client:
         for attempt in (1, 2):
             files = kwargs.pop("open_files", None)
             try:
-                opened = [(name, (Path(p).name, open(p, "rb"))) for name, p in files] if files else None
-                try:
+                with ExitStack() as stack:
+                    opened = [(name, (Path(p).name, stack.enter_context(open(p, "rb")))) for name, p in files] \
+                        if files else None
                     return self._check(self.http.post(url, headers={"Idempotency-Key": key}, files=opened,
                                                       **kwargs))
-                finally:
-                    for _, (_, fh) in opened or []:
-                        fh.close()
             except httpx.TransportError:
                 if attempt == 2:
                     raise
@@ -71,7 +72,7 @@ class Client:
                 time.sleep(1.0)
         raise AssertionError("unreachable")
 
-    def submit(self, path: Path, spec: dict, *, gt: Optional[Path] = None) -> dict:
+    def submit(self, path: Path, spec: dict, *, gt: Path | None = None) -> dict:
         files = [("file", path)] + ([("gt_file", gt)] if gt else [])
         return self._post_retrying("/v1/jobs", uuid.uuid4().hex, open_files=files,
                                    data={"spec": json.dumps(spec)}).json()
@@ -83,7 +84,7 @@ class Client:
     def job(self, job_id: str) -> dict:
         return self._check(self.http.get(f"/v1/jobs/{job_id}")).json()
 
-    def jobs(self, *, status: Optional[str] = None, limit: int = 50, cursor: Optional[str] = None) -> dict:
+    def jobs(self, *, status: str | None = None, limit: int = 50, cursor: str | None = None) -> dict:
         params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
         return self._check(self.http.get("/v1/jobs", params=params)).json()
 
@@ -92,20 +93,14 @@ class Client:
 
     def events(self, job_id: str) -> Iterator[tuple[str, dict]]:
         """(event, data) pairs from the job's SSE stream until it closes."""
-        with self.http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=httpx.Timeout(10.0, read=None)) as r:
-            if r.status_code >= 400:
-                r.read()
-                self._check(r)
-            event, data = "message", []
-            for line in r.iter_lines():
-                if line == "":
-                    if data:
-                        yield event, json.loads("\n".join(data))
-                    event, data = "message", []
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].strip())
+        with connect_sse(self.http, "GET", f"/v1/jobs/{job_id}/events",
+                         timeout=httpx.Timeout(10.0, read=None)) as source:
+            if source.response.status_code >= 400:
+                source.response.read()
+                self._check(source.response)
+            for sse in source.iter_sse():
+                if sse.data:  # the retry hint has none; keep-alive comments are not events
+                    yield sse.event, sse.json()
 
     def follow(self, job_id: str, on_update) -> dict:
         """Call ``on_update(payload)`` for every event until the job ends; returns the final job.
@@ -137,8 +132,7 @@ class Client:
                     r.read()
                     self._check(r)
                 with open(dest, "wb") as f:
-                    for chunk in r.iter_bytes(1 << 20):
-                        f.write(chunk)
+                    f.writelines(r.iter_bytes(1 << 20))
             written.append(dest)
         return written
 
@@ -202,7 +196,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def _follow_all(client: Client, jobs: list[dict], *, quiet: bool) -> list[dict]:
     from tqdm import tqdm
 
-    finals: list[Optional[dict]] = [None] * len(jobs)
+    finals: list[dict | None] = [None] * len(jobs)
     bars = [tqdm(total=100, position=i, desc=f"{j['input']['name'][:20]:>20}", file=sys.stderr, leave=True,
                  disable=quiet, bar_format="{desc} {bar} {n:5.1f}%{postfix}") for i, j in enumerate(jobs)]
     lock = threading.Lock()
@@ -227,7 +221,7 @@ def _follow_all(client: Client, jobs: list[dict], *, quiet: bool) -> list[dict]:
     return [f for f in finals if f is not None]
 
 
-def _report(client: Client, paths: list[Path], finals: list[dict], out: Optional[Path]) -> int:
+def _report(client: Client, paths: list[Path], finals: list[dict], out: Path | None) -> int:
     failed = 0
     stems = [p.stem for p in paths]
     for p, job in zip(paths, finals):
