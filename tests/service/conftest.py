@@ -8,16 +8,15 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-
 from svc_helpers import PG_URL, free_port, pg_available, sphere_points
-
 
 # Timings short enough for tests, long enough not to flap on 2 busy cores.
 FAST_SETTINGS: dict[str, Any] = {
@@ -52,14 +51,15 @@ def ray_session() -> Iterator[str]:
     # Workers inherit the environment of Ray's start: credentials for the moto S3 server.
     for k, v in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_DEFAULT_REGION", "us-east-1")):
         os.environ.setdefault(k, v)
-    import ray
-
     from service.jobs.executor import init_ray
     from service.settings import Settings
 
     # The service's own start-up path, as `surfrecon serve` takes it (servers started later
-    # in this process find Ray initialised and share it).
+    # in this process find Ray initialised and share it). Ray is imported by init_ray, after it
+    # asked for loopback addresses.
     assert init_ray(Settings(_env_file=None, ray_address=None, ray_num_cpus=2, ray_object_store_bytes=128 << 20))
+    import ray
+
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
