@@ -178,7 +178,8 @@ def _wait_job(client: httpx.Client, job_id: str, timeout: float = 300) -> dict:
 
 # -- the wheel --------------------------------------------------------------------------------
 
-_IMPORT = re.compile(r"""^\s*(?:import|export)\b[^'"]*?['"]([^'"]+)['"]""", re.MULTILINE)
+# `import ... from 'm'`, `export ... from 'm'`, `import 'm'` at the start of a line.
+_IMPORT = re.compile(r"""^\s*(?:import|export)\b(?:[^;'"]*?\bfrom)?\s*['"]([^'"]+)['"]""", re.MULTILINE)
 _DYNAMIC = re.compile(r"""\bimport\(\s*['"]([^'"]+)['"]\s*\)|new\s+Worker\(\s*['"]([^'"]+)['"]""")
 
 
