@@ -1,25 +1,35 @@
-# Two entry points: `make run` (set up, then start) and `make test` (set up, then test).
+# Two entry points: `make run` (the service's set-up, then start) and `make test` (the service's
+# and the test stack's set-up, then test). A stamp is written only by a set-up that succeeded,
+# and set-up runs again whenever what it installs from changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+SETUP_INPUTS := pyproject.toml constraints.txt service/web/package-lock.json scripts/setup.sh scripts/torch-index.sh
 
-.PHONY: setup run test bench clean
+.PHONY: setup setup-test run test bench lock clean
 
-$(STAMP): pyproject.toml scripts/setup.sh
-	PYTHON=$(PYTHON) bash scripts/setup.sh
-	touch $(STAMP)
+$(VENV)/.installed-run: $(SETUP_INPUTS)
+	PYTHON=$(PYTHON) bash scripts/setup.sh run
 
-setup: $(STAMP)
+$(VENV)/.installed-test: $(SETUP_INPUTS)
+	PYTHON=$(PYTHON) bash scripts/setup.sh test
 
-run: $(STAMP)
+setup: $(VENV)/.installed-run
+
+setup-test: $(VENV)/.installed-test
+
+run: $(VENV)/.installed-run
 	$(BIN)/surfrecon serve
 
-test: $(STAMP)
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(VENV)/.installed-run
 	$(BIN)/python bench/pointcloud.py
 
+# Re-resolve every dependency and rewrite constraints.txt (then commit it).
+lock:
+	PYTHON=$(PYTHON) bash scripts/lock.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info service/web/vendor

@@ -2,17 +2,27 @@
 #
 #   docker build -f docker/api.Dockerfile -t surfrecon-api .
 #
-# Python must match the GPU worker image (Ray needs one Python minor version per cluster).
+# Python must match the GPU worker image (Ray needs one Python minor version per cluster); every
+# Python package version comes from constraints.txt, the same file set-up uses.
 ARG PYTHON_VERSION=3.12
+ARG NODE_IMAGE=node:22-bookworm-slim
+
+# The web page's three.js at the version service/web/package-lock.json pins; the wheel build
+# below copies the files the page loads into the package.
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+COPY service/web/package.json service/web/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
 
-ARG TORCH_VERSION=2.13.0
-ARG RAY_VERSION=2.60.0
+# The CPU build of torch (the default index's Linux build bundles CUDA).
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     TORCH_EXTENSIONS_DIR=/opt/torch_extensions \
@@ -25,18 +35,15 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ libgomp1 libusb-1.0-0 \
     && rm -rf /var/lib/apt/lists/*
 
-RUN python -m venv /opt/venv \
-    && pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}" \
-    && pip install --no-cache-dir "ray[default]==${RAY_VERSION}"
-
 WORKDIR /opt/surfrecon
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md constraints.txt ./
+COPY docker/install.sh ./docker/install.sh
 COPY recon ./recon
 COPY meshing ./meshing
 COPY service ./service
-# torch and ray are already satisfied with the pins above; this adds the rest.
-RUN pip install --no-cache-dir . \
-    && python -m recon.encodings.build \
+COPY --from=web /web/node_modules/three ./service/web/node_modules/three
+# The same steps tests/test_images.py runs: torch, the wheel with the cluster extras, the kernel.
+RUN bash docker/install.sh /opt/venv . \
     && useradd --system --uid 10001 --create-home --home-dir /home/surfrecon surfrecon \
     && mkdir -p /data \
     && chown -R surfrecon:surfrecon /data /opt/torch_extensions

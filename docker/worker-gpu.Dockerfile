@@ -5,12 +5,18 @@
 #
 # Ubuntu 24.04 ships Python 3.12, the same minor version as the API image (Ray requires one).
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-devel-ubuntu24.04
+ARG NODE_IMAGE=node:22-bookworm-slim
+
+# The web page's three.js (the wheel carries it; the workers build the same wheel as the API).
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+COPY service/web/package.json service/web/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
 
 FROM ${CUDA_IMAGE}
 
-ARG TORCH_VERSION=2.13.0
+# torch's CUDA build; its version, Ray's and every other one come from constraints.txt.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
-ARG RAY_VERSION=2.60.0
 # Compute capabilities to build tiny-cuda-nn for (no GPU is visible at build time):
 # 75 Turing, 80 A100, 86 RTX 30xx/A10, 89 RTX 40xx/L4, 90 H100.
 ARG TCNN_CUDA_ARCHITECTURES="75;80;86;89;90"
@@ -20,6 +26,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     TORCH_EXTENSIONS_DIR=/opt/torch_extensions \
@@ -29,24 +36,23 @@ ENV DEBIAN_FRONTEND=noninteractive \
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv python3-dev git ca-certificates \
-       libgomp1 libusb-1.0-0 \
+       g++ libgomp1 libusb-1.0-0 \
     && rm -rf /var/lib/apt/lists/*
 
-RUN python3 -m venv /opt/venv \
-    && pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
-    && pip install --no-cache-dir "ray[default]==${RAY_VERSION}" "setuptools==80.9.0" "wheel==0.45.1" "ninja==1.13.0"
-
-# tiny-cuda-nn's PyTorch bindings, compiled against this torch for the chosen architectures.
-RUN pip install --no-cache-dir --no-build-isolation \
-    "git+https://github.com/NVlabs/tiny-cuda-nn@${TCNN_REF}#subdirectory=bindings/torch"
-
 WORKDIR /opt/surfrecon
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md constraints.txt ./
+COPY docker/install.sh ./docker/install.sh
 COPY recon ./recon
 COPY meshing ./meshing
 COPY service ./service
-RUN pip install --no-cache-dir . \
-    && python -m recon.encodings.build \
+COPY --from=web /web/node_modules/three ./service/web/node_modules/three
+# The same steps as the API image (and tests/test_images.py), with torch's CUDA build.
+RUN bash docker/install.sh /opt/venv .
+
+# tiny-cuda-nn's PyTorch bindings, compiled against this torch for the chosen architectures
+# (setuptools, wheel and ninja are already in the venv at their locked versions).
+RUN pip install --no-cache-dir --no-build-isolation \
+    "git+https://github.com/NVlabs/tiny-cuda-nn@${TCNN_REF}#subdirectory=bindings/torch" \
     && useradd --system --uid 10001 --create-home --home-dir /home/surfrecon surfrecon \
     && chown -R surfrecon:surfrecon /opt/torch_extensions
 

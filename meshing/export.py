@@ -160,7 +160,9 @@ def load_mesh(path: PathLike, format: str | None = None, merge_vertices: bool = 
             tm = loaded.to_mesh()
     if not isinstance(tm, trimesh.Trimesh) or len(tm.faces) == 0:
         raise ValueError(f"expected a mesh with triangles in {str(path)!r}, got none")
-    # trimesh keeps file normals only in its cache; reading the property would recompute them.
+    # trimesh keeps file normals only in its (private) cache, and reading the property would
+    # compute normals for a file that has none. No public API tells them apart, so trimesh is
+    # pinned below 6 and test_file_normals_are_kept_not_recomputed fails if the cache moves.
     normals = tm._cache.cache.get("vertex_normals") if hasattr(tm, "_cache") else None
     colors = None
     if tm.visual is not None and tm.visual.kind == "vertex":

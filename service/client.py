@@ -17,10 +17,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
+from httpx_sse import connect_sse
 
 from service.jobs.states import FINAL_STATUSES, JobStatus
 
@@ -59,14 +61,11 @@ class Client:
         for attempt in (1, 2):
             files = kwargs.pop("open_files", None)
             try:
-                opened = ([(name, (Path(p).name, open(p, "rb"))) for name, p in files]  # noqa: SIM115 - closed below
-                          if files else None)
-                try:
+                with ExitStack() as stack:
+                    opened = [(name, (Path(p).name, stack.enter_context(open(p, "rb")))) for name, p in files] \
+                        if files else None
                     return self._check(self.http.post(url, headers={"Idempotency-Key": key}, files=opened,
                                                       **kwargs))
-                finally:
-                    for _, (_, fh) in opened or []:
-                        fh.close()
             except httpx.TransportError:
                 if attempt == 2:
                     raise
@@ -95,20 +94,14 @@ class Client:
 
     def events(self, job_id: str) -> Iterator[tuple[str, dict]]:
         """(event, data) pairs from the job's SSE stream until it closes."""
-        with self.http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=httpx.Timeout(10.0, read=None)) as r:
-            if r.status_code >= 400:
-                r.read()
-                self._check(r)
-            event, data = "message", []
-            for line in r.iter_lines():
-                if line == "":
-                    if data:
-                        yield event, json.loads("\n".join(data))
-                    event, data = "message", []
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].strip())
+        with connect_sse(self.http, "GET", f"/v1/jobs/{job_id}/events",
+                         timeout=httpx.Timeout(10.0, read=None)) as source:
+            if source.response.status_code >= 400:
+                source.response.read()
+                self._check(source.response)
+            for sse in source.iter_sse():
+                if sse.data:  # the retry hint has none; keep-alive comments are not events
+                    yield sse.event, sse.json()
 
     def follow(self, job_id: str, on_update) -> dict:
         """Call ``on_update(payload)`` for every event until the job ends; returns the final job.

@@ -111,15 +111,21 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path):
 def test_dockerfiles_pin_what_the_task_needs():
     api, gpu = (p.read_text() for p in DOCKERFILES)
     assert re.search(r"^FROM python:\$\{PYTHON_VERSION\}-slim", api, re.MULTILINE)
-    assert "download.pytorch.org/whl/cpu" in api and "ARG TORCH_VERSION=2.13.0" in api
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in api
     assert re.search(r"^USER 10001", api, re.MULTILINE) and "HEALTHCHECK" in api and "/healthz" in api
-    assert "cudnn-devel" in gpu and "ARG TORCH_VERSION=2.13.0" in gpu and "whl/cu" in gpu
+    assert "cudnn-devel" in gpu and re.search(r"ARG TORCH_INDEX=\S+/whl/cu\d+", gpu)
     assert "ARG TCNN_CUDA_ARCHITECTURES" in gpu and "tiny-cuda-nn" in gpu
     assert "ray start --address" in gpu and re.search(r"^USER 10001", gpu, re.MULTILINE)
-    # One Python minor version and one Ray version across the cluster.
+    # One Python minor version across the cluster, and one set of package versions: both images
+    # run the same install script under constraints.txt (tests/test_images.py runs it too) and
+    # pin no Python package of their own; the web page's three.js comes from a node stage.
     assert "PYTHON_VERSION=3.12" in api and "ubuntu24.04" in gpu  # Ubuntu 24.04's python3 is 3.12
-    ray_pins = {re.search(r"ARG RAY_VERSION=(\S+)", t).group(1) for t in (api, gpu)}
-    assert len(ray_pins) == 1
+    for text in (api, gpu):
+        assert re.search(r"^RUN bash docker/install\.sh /opt/venv \.", text, re.MULTILINE)
+        assert "COPY pyproject.toml setup.py README.md constraints.txt ./" in text
+        assert re.search(r"^FROM \$\{NODE_IMAGE\} AS web$", text, re.MULTILINE) and "RUN npm ci" in text
+        assert "COPY --from=web /web/node_modules/three ./service/web/node_modules/three" in text
+        assert not re.search(r"(ray|torch)(\[[a-z,]+\])?==|RAY_VERSION|TORCH_VERSION", text)
 
 
 def test_compose_structure(compose):
@@ -170,6 +176,7 @@ def test_readme_settings_exist():
 def test_dockerignore_keeps_the_build_context_small():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     ignored = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    assert {".git", ".venv", "tests", "data"} <= set(ignored)
-    for needed in ("recon", "meshing", "service", "pyproject.toml", "README.md"):
+    assert {".git", ".venv", "tests", "data", "service/web/node_modules", "service/web/vendor"} <= set(ignored)
+    for needed in ("recon", "meshing", "service", "pyproject.toml", "setup.py", "constraints.txt", "README.md",
+                   "docker", "docker/install.sh"):
         assert needed not in ignored

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+import anyio
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from service.api import openapi_bodies as bodies
 from service.api.deps import CtxDep, IdempotencyKey, PrincipalDep
 from service.api.schemas import JobPublic, JobsPublic, JobStatusName, job_public
 from service.jobs.events import job_stream
+from service.jobs.models import Job
 from service.jobs.states import JobStatus
 from service.problems import responses
 from service.submissions import submit_job
@@ -61,26 +64,27 @@ def get_job(job_id: JobId, ctx: CtxDep, principal: PrincipalDep) -> JobPublic:
     return job_public(ctx.store.get_job(owner=principal.owner, job_id=job_id))
 
 
+async def _watched_job(job_id: JobId, ctx: CtxDep, principal: PrincipalDep) -> Job:
+    # A dependency, so that an unknown job is a 404 before the event stream starts.
+    return await anyio.to_thread.run_sync(lambda: ctx.store.get_job(owner=principal.owner, job_id=job_id))
+
+
 @router.get(
     "/{job_id}/events", summary="Follow a job (Server-Sent Events)",
     description="`state` events carry the whole job (the first one at once, the last one when it ends); "
                 "`progress` events carry id, status, stage, progress and attempt. The stream closes after "
                 "the final state.",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={200: {"description": "An event stream", "content": {"text/event-stream": {
         "schema": {"type": "string"},
         "example": 'event: progress\ndata: {"id":"9b1d...","status":"running","stage":"fit",'
                    '"progress":37.5,"attempt":1}\n\n'}}},
                **responses(401, 404)},
 )
-async def job_events(job_id: JobId, ctx: CtxDep, principal: PrincipalDep) -> StreamingResponse:
-    import anyio
-
-    job = await anyio.to_thread.run_sync(lambda: ctx.store.get_job(owner=principal.owner, job_id=job_id))
-    stream = job_stream(ctx.hub, job, lambda j: job_public(j).model_dump(mode="json"),
-                        keepalive_s=ctx.settings.sse_keepalive_s)
-    return StreamingResponse(stream, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+async def job_events(job: Annotated[Job, Depends(_watched_job)], ctx: CtxDep) -> AsyncIterator[ServerSentEvent]:
+    async for event in job_stream(ctx.hub, job, lambda j: job_public(j).model_dump(mode="json"),
+                                  keepalive_s=ctx.settings.sse_keepalive_s):
+        yield event
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job",

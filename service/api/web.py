@@ -1,10 +1,12 @@
 """The artists' web page: ``/`` serves it, ``/web/...`` its modules and three.js, and
 ``/v1/jobs/{id}/input-points`` gives the viewer a job's input cloud.
 
-The page is plain ES modules with no build step. three.js comes from npm at set-up
-(``service/web/node_modules``) and is served from here, because the page must work where
-no CDN is reachable. Only the ``three`` package is exposed, never the rest of
-``node_modules``. Without it the page still loads and says that the 3D viewer is missing.
+The page is plain ES modules with no build step. three.js comes from npm and is served from
+here, because the page must work where no CDN is reachable: in a checkout from
+``service/web/node_modules/three`` (set-up runs ``npm ci``), in a wheel or an image from the
+copy of the files the page loads that the build put in the package (``service.webassets``).
+Only three.js is exposed, never the rest of ``node_modules``. Without it the page still loads
+and says that the 3D viewer is missing.
 
 The input-points endpoint exists for jobs the browser cannot preview by itself: a job reopened
 from the list (its file is no longer in the page) or a format the page does not parse
@@ -30,9 +32,8 @@ from service.api.deps import CtxDep, PrincipalDep
 from service.context import ServiceContext
 from service.jobs.models import Job
 from service.problems import Problem, responses
+from service.webassets import WEB_DIR, three_dir
 
-WEB_DIR = Path(__file__).resolve().parents[1] / "web"
-THREE_DIR = WEB_DIR / "node_modules" / "three"
 MAX_PREVIEW_POINTS = 200_000
 """Largest number of points the viewer draws (the browser subsamples its own previews alike)."""
 
@@ -98,5 +99,5 @@ def install(app: FastAPI) -> None:
     """Add the page, its static files and the input-points endpoint to ``app``."""
     app.include_router(router)
     # check_dir=False: without `npm ci` the page still loads; the three.js files are then 404s.
-    app.mount("/web/vendor/three", StaticFiles(directory=THREE_DIR, check_dir=False), name="web-three")
+    app.mount("/web/vendor/three", StaticFiles(directory=three_dir(), check_dir=False), name="web-three")
     app.mount("/web", StaticFiles(directory=WEB_DIR / "app"), name="web")

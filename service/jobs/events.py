@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import anyio
+from fastapi.sse import ServerSentEvent
 
 from service.jobs.models import Job
 from service.jobs.states import FINAL_STATUSES
@@ -92,33 +93,36 @@ def progress_payload(job: Job) -> dict:
             "attempt": job.attempt}
 
 
-def sse(event: str, data: dict, *, event_id: int | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n"
+def _event(name: str, data: dict, version: int) -> ServerSentEvent:
+    # Compact JSON, as the page and the CLI have always received it.
+    return ServerSentEvent(event=name, id=str(version),
+                           raw_data=json.dumps(data, default=str, separators=(",", ":")))
 
 
 async def job_stream(hub: EventHub, job: Job, render: Callable[[Job], dict], *,
-                     keepalive_s: float) -> AsyncIterator[str]:
-    """SSE text for one job: its current state, then ``progress`` and ``state`` events, ending
-    with the final ``state`` event. ``render`` turns a row into the payload of ``state`` events
-    (the whole job); ``progress`` events carry id, status, stage, progress and attempt."""
+                     keepalive_s: float) -> AsyncIterator[ServerSentEvent]:
+    """Server-Sent Events for one job (FastAPI's ``EventSourceResponse`` writes them): a retry
+    hint, its current state, then ``progress`` and ``state`` events, ending with the final
+    ``state`` event; a ``keepalive`` comment after ``keepalive_s`` without a change. ``render``
+    turns a row into the payload of ``state`` events (the whole job); ``progress`` events carry
+    id, status, stage, progress and attempt. Event ids are the row's version."""
     q = hub.subscribe(job)
     try:
-        yield "retry: 2000\n\n"
-        yield sse("state", render(job), event_id=job.version)
+        yield ServerSentEvent(retry=2000)
+        yield _event("state", render(job), job.version)
         last_version, last_status = job.version, job.status
         while job.status not in FINAL_STATUSES:
             try:
                 job = await asyncio.wait_for(q.get(), keepalive_s)
-            except asyncio.TimeoutError:
-                yield ": keepalive\n\n"
+            except TimeoutError:
+                yield ServerSentEvent(comment="keepalive")
                 continue
             if job.version <= last_version:
                 continue
             if job.status != last_status:
-                yield sse("state", render(job), event_id=job.version)
+                yield _event("state", render(job), job.version)
             else:
-                yield sse("progress", progress_payload(job), event_id=job.version)
+                yield _event("progress", progress_payload(job), job.version)
             last_version, last_status = job.version, job.status
     finally:
         hub.unsubscribe(job.id, q)

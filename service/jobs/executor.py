@@ -12,14 +12,22 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
+
+import psutil
 
 from service.jobs.worker import WorkerConfig, run_job
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for binding to 127.0.0.1 ("0"); read once, when Ray is imported."""
+VITAL_RAY_PROCESSES = ("gcs_server", "raylet")
+"""A local Ray without either of these runs no task."""
 
 
 def init_ray(settings: Settings) -> bool:
@@ -30,22 +38,22 @@ def init_ray(settings: Settings) -> bool:
     """
     if settings.local_ray:
         # The embedded Ray listens on loopback only (Ray would otherwise pick the LAN address).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # Ray reads this when it is imported: `surfrecon serve` and `dispatcher` import it here.
+        os.environ.setdefault(LOOPBACK_ENV, "0")
     import ray
 
     if ray.is_initialized():
         return False
     if settings.local_ray:
-        try:  # the flag above is read at Ray's import; honour it if Ray was imported earlier
-            from ray._private import ray_constants
-
-            ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false")
-        except (ImportError, AttributeError):
-            pass
         _on_lasting_thread(lambda: ray.init(
             address="local", num_cpus=settings.ray_cpus(), include_dashboard=False,
             object_store_memory=settings.ray_object_store_bytes, log_to_driver=False,
             configure_logging=False, namespace="surfrecon"))
+        _watch_local_ray()
+        host = ray.get_runtime_context().gcs_address.rsplit(":", 1)[0]
+        if host not in ("127.0.0.1", "localhost") and os.environ.get(LOOPBACK_ENV) in ("0", "false"):
+            log.warning("the local Ray listens on %s, not on loopback only: Ray was imported before %s=0 was "
+                        "set (set it in the environment)", host, LOOPBACK_ENV)
     else:
         _on_lasting_thread(lambda: ray.init(address=settings.ray_address, log_to_driver=False,
                                             configure_logging=False, namespace="surfrecon"))
@@ -54,8 +62,8 @@ def init_ray(settings: Settings) -> bool:
 
 
 _owner_lock = threading.Lock()
-_owner_calls: "queue.Queue[tuple[Callable[[], Any], Future]]" = queue.Queue()
-_owner: Optional[threading.Thread] = None
+_owner_calls: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
+_owner: threading.Thread | None = None
 
 
 def _on_lasting_thread(fn: Callable[[], Any]) -> Any:
@@ -82,20 +90,43 @@ def _serve_owner_calls() -> None:
         fn, done = _owner_calls.get()
         try:
             done.set_result(fn())
-        except BaseException as exc:  # handed to the caller, who re-raises it
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller, who re-raises it
             done.set_exception(exc)
 
 
-def local_ray_dead() -> list[str]:
-    """Kinds of the processes (``raylet``, ``gcs_server``, ...) of the local Ray this process
-    started that have died; empty when all live, or when this process joined a cluster."""
-    try:
-        from ray._private import worker
+_local_ray: dict[str, psutil.Process] = {}
+"""The vital processes of the local Ray this process started, by kind."""
 
-        node = worker._global_node
-        return sorted({kind for kind, _ in node.dead_processes()}) if node is not None else []
-    except (ImportError, AttributeError):  # Ray's internals moved: assume alive, as before
-        return []
+
+def _watch_local_ray() -> None:
+    # Ray starts its GCS and raylet as children of the process that calls ray.init; noting
+    # them here lets the dispatcher see them die without Ray's private node handle.
+    _local_ray.clear()
+    for child in psutil.Process().children():
+        try:
+            name = child.name()
+        except psutil.Error:
+            continue
+        if name in VITAL_RAY_PROCESSES:
+            _local_ray[name] = child
+    missing = set(VITAL_RAY_PROCESSES) - set(_local_ray)
+    if missing:
+        log.warning("the local Ray's %s not found among this process's children: its death will go unnoticed",
+                    ", ".join(sorted(missing)))
+
+
+def local_ray_dead() -> list[str]:
+    """Kinds of the processes (``gcs_server``, ``raylet``) of the local Ray this process started
+    that have died; empty when all live, or when this process joined a cluster."""
+    dead = []
+    for kind, proc in _local_ray.items():
+        try:
+            alive = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            alive = False
+        if not alive:
+            dead.append(kind)
+    return sorted(dead)
 
 
 @dataclass
@@ -114,15 +145,15 @@ class Outcome:
 
     job_id: str
     attempt: int
-    status: Optional[str]
-    error: Optional[str]
+    status: str | None
+    error: str | None
 
 
 class RayExecutor:
     """Submits ``run_job`` attempts as Ray tasks and keeps their object refs."""
 
     def __init__(self, worker_cfg: WorkerConfig, *, num_cpus: float = 1.0,
-                 resources: Optional[dict[str, float]] = None, task: Callable[..., str] = run_job) -> None:
+                 resources: dict[str, float] | None = None, task: Callable[..., str] = run_job) -> None:
         self.worker_cfg = worker_cfg
         self.num_cpus = num_cpus
         self.resources = dict(resources or {})
@@ -162,7 +193,7 @@ class RayExecutor:
             return False
         try:
             ray.cancel(r.ref, force=force)
-        except Exception as e:  # already finished, or its owner is gone
+        except Exception as e:  # noqa: BLE001 -- already finished, or its owner is gone
             log.info("ray.cancel of job %s: %s", job_id, e)
         r.forced = r.forced or force
         return True
@@ -180,7 +211,7 @@ class RayExecutor:
             r = by_ref[ref]
             try:
                 status, error = ray.get(ref, timeout=5), None
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 -- any task error ends the attempt; its text is kept
                 status, error = None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             out.append(Outcome(r.job_id, r.attempt, status, error))
             if self.running.get(r.job_id) is r:

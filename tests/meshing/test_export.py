@@ -49,6 +49,21 @@ def test_indexed_round_trip(tmp_path, sphere, fmt):
     assert M.is_watertight(back) and M.volume(back) > 0
 
 
+def test_file_normals_are_kept_not_recomputed(tmp_path):
+    """load_mesh reads normals from the file through trimesh's private cache (trimesh has no
+    public way to tell file normals from computed ones; pinned to trimesh < 6 in pyproject).
+    Normals that no computation would give (all +z on a tetrahedron) must come back as written,
+    and a file without normals must give none: this fails if trimesh moves its cache."""
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64)
+    f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    up = np.tile([0.0, 0.0, 1.0], (4, 1))
+    for fmt in ("ply", "obj"):
+        back = load_mesh(save_mesh(Mesh(v, f, vertex_normals=up), tmp_path / f"n.{fmt}"), merge_vertices=False)
+        np.testing.assert_allclose(back.vertex_normals, up, atol=1e-6, err_msg=fmt)
+        plain = load_mesh(save_mesh(Mesh(v, f), tmp_path / f"p.{fmt}"), merge_vertices=False)
+        assert plain.vertex_normals is None, fmt
+
+
 def test_stl_round_trip_is_a_merged_soup(tmp_path, sphere):
     back = load_mesh(save_mesh(sphere, tmp_path / "m.stl"))
     assert back.n_vertices == sphere.n_vertices  # shared corners re-merged on load

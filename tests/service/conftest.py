@@ -65,8 +65,6 @@ def ray_session(stage_hooks) -> Iterator[str]:
     # Workers inherit the environment of Ray's start: credentials for the moto S3 server.
     for k, v in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_DEFAULT_REGION", "us-east-1")):
         os.environ.setdefault(k, v)
-    import ray
-
     from service.jobs.executor import init_ray
     from service.settings import Settings
 
@@ -83,6 +81,8 @@ def ray_session(stage_hooks) -> Iterator[str]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    import ray
+
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

@@ -8,13 +8,20 @@ import json
 import threading
 import time
 
+from fastapi.sse import ServerSentEvent, format_sse_event
+
 from service.jobs.events import EventHub, job_stream
 from service.jobs.store import JobStore, NewJob
 
 
-def _parse(chunks: list[str]) -> list[tuple[str, dict]]:
+def _wire(e: ServerSentEvent) -> str:
+    """The bytes FastAPI's EventSourceResponse writes for an event with raw data."""
+    return format_sse_event(data_str=e.raw_data, event=e.event, id=e.id, retry=e.retry, comment=e.comment).decode()
+
+
+def _parse(items: list[ServerSentEvent]) -> list[tuple[str, dict]]:
     out = []
-    for chunk in chunks:
+    for chunk in map(_wire, items):
         fields = dict(line.split(": ", 1) for line in chunk.strip().splitlines() if ": " in line)
         if "event" in fields:
             out.append((fields["event"], json.loads(fields["data"])))
@@ -84,6 +91,29 @@ def test_late_subscriber_gets_the_change_it_raced_with(store: JobStore):
 
     events = _parse(asyncio.run(asyncio.wait_for(main(), 10)))
     assert [(e, d["status"]) for e, d in events] == [("state", "queued"), ("state", "failed")]
+
+
+def test_idle_stream_sends_a_retry_hint_then_keepalive_comments(store: JobStore):
+    job = _job(store)  # stays queued: nothing but keep-alives after its first state
+
+    async def main() -> list[ServerSentEvent]:
+        hub = EventHub(store, poll_s=0.03)
+        hub.start()
+        try:
+            out = []
+            async for e in job_stream(hub, job, _render, keepalive_s=0.05):
+                out.append(e)
+                if len(out) == 4:
+                    break
+            return out
+        finally:
+            await hub.stop()
+
+    items = asyncio.run(asyncio.wait_for(main(), 10))
+    wire = [_wire(e) for e in items]
+    assert wire[0] == "retry: 2000\n\n"
+    assert wire[1] == f"event: state\ndata: {json.dumps(_render(job), separators=(',', ':'))}\nid: {job.version}\n\n"
+    assert wire[2:] == [": keepalive\n\n"] * 2
 
 
 def test_one_query_per_tick_for_many_watchers(store: JobStore, monkeypatch):
