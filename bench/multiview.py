@@ -41,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from meshing import mesh as mesh_ops
 from meshing.export import load_mesh
 from meshing.metrics import evaluate_meshes, psnr
+from recon.io.dataset import select_views, split_views
 from recon.io.multiview import load_multiview
-from recon.multiview import extract_mesh, fit_neus, render_views, select_views, split_views
+from recon.multiview import extract_mesh, fit_neus, render_views
 from recon.presets import PRESETS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -34,7 +34,7 @@ from recon import losses
 from recon.encodings.hash_grid import HashGridConfig
 from recon.fields.color import ColorConfig, ColorNetwork
 from recon.fields.hash_sdf import HashSDF, HashSDFConfig
-from recon.io.multiview import MultiviewDataset
+from recon.io.dataset import MultiviewDataset
 from recon.progress import CancelToken, ProgressEvent, ProgressFn, no_progress
 from recon.rendering import (
     OccupancyGrid,
@@ -191,28 +191,6 @@ class NeusModel(nn.Module):
 # ------------------------------------------------------------------------------------------------
 # Data
 # ------------------------------------------------------------------------------------------------
-
-
-def split_views(dataset: MultiviewDataset, holdout_every: int) -> tuple[MultiviewDataset, MultiviewDataset | None]:
-    """Training views and every ``holdout_every``-th view held out (index 0, k, 2k, ...).
-
-    ``holdout_every`` 0 keeps all views for training and returns no test set.
-    """
-    n = dataset.n_views
-    if holdout_every <= 0 or n < 2:
-        return dataset, None
-    test = np.arange(n) % holdout_every == 0
-    if test.all() or not test.any():
-        return dataset, None
-    return select_views(dataset, np.flatnonzero(~test)), select_views(dataset, np.flatnonzero(test))
-
-
-def select_views(ds: MultiviewDataset, idx) -> MultiviewDataset:
-    """The views ``idx`` (indices into ``ds``) as a dataset of their own, same normalisation."""
-    idx = np.asarray(idx, dtype=np.int64)
-    return replace(ds, images=ds.images[idx], intrinsics=ds.intrinsics[idx], c2w=ds.c2w[idx],
-                   masks=None if ds.masks is None else ds.masks[idx],
-                   names=[ds.names[i] for i in idx] if len(ds.names) == ds.n_views else [])
 
 
 def dataset_rays(dataset: MultiviewDataset, device: torch.device) -> tuple[Tensor, Tensor]:

@@ -264,8 +264,8 @@ def _run_multiview(spec: JobSpec, input_path: Path, out_dir: Path, *, gt_path, p
     foreground when masks exist. The mesh is mapped back to the input's frame.
     """
     from meshing.metrics import mesh_stats, psnr
-    from recon.io.multiview import load_multiview
-    from recon.multiview import extract_mesh, fit_neus, render_views, split_views
+    from recon.io import load_multiview, split_views
+    from recon.multiview import extract_mesh, fit_neus, render_views
 
     t0 = time.perf_counter()
     device = resolve_device(spec.device)

@@ -237,8 +237,8 @@ def _validate_mesh(path: Path, name: str) -> None:
 
 def _validate_images(path: Path, name: str, scratch: Path, max_bytes: int, max_members: int) -> None:
     from recon.io import InputError
-    from recon.io.archive import detail_within, find_dataset_root, safe_extract
-    from recon.io.multiview import probe_multiview
+    from recon.io.archive import detail_within, safe_extract
+    from recon.io.multiview import find_dataset_root, probe_multiview
 
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix="unzip-") as tmp:

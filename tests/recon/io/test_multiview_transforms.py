@@ -10,7 +10,7 @@ import trimesh
 from PIL import Image
 
 from recon.io import InputError, load_multiview
-from recon.io.multiview import OPENGL_TO_OPENCV
+from recon.io.dataset import OPENGL_TO_OPENCV
 from recon.render import render_dataset
 
 
