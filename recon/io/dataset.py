@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -137,18 +138,25 @@ def is_header_only() -> bool:
     return _HEADER_ONLY.get()
 
 
-def split_views(dataset: MultiviewDataset, holdout_every: int) -> tuple[MultiviewDataset, MultiviewDataset | None]:
+class ViewSplit(NamedTuple):
+    """Views to fit and views held out to score the fit (None: every view is fitted)."""
+
+    train: MultiviewDataset
+    test: MultiviewDataset | None
+
+
+def split_views(dataset: MultiviewDataset, holdout_every: int) -> ViewSplit:
     """Training views and every ``holdout_every``-th view held out (index 0, k, 2k, ...).
 
     ``holdout_every`` 0 keeps all views for training and returns no test set.
     """
     n = dataset.n_views
     if holdout_every <= 0 or n < 2:
-        return dataset, None
+        return ViewSplit(dataset, None)
     test = np.arange(n) % holdout_every == 0
     if test.all() or not test.any():
-        return dataset, None
-    return select_views(dataset, np.flatnonzero(~test)), select_views(dataset, np.flatnonzero(test))
+        return ViewSplit(dataset, None)
+    return ViewSplit(select_views(dataset, np.flatnonzero(~test)), select_views(dataset, np.flatnonzero(test)))
 
 
 def select_views(ds: MultiviewDataset, idx) -> MultiviewDataset:

@@ -28,9 +28,9 @@ def _running_fit(server, inputs, *, past: float = 0.0) -> tuple[str, int]:
 def test_killed_worker_is_requeued_and_resumes_from_its_checkpoint(make_server, inputs, tmp_path):
     """SIGKILL in the middle of a DiGS fit (after its first checkpoint at step 50 of 150): the job
     is re-queued with attempt 2, whose fit starts from the checkpoint instead of step 0."""
-    from recon.presets import get_preset
+    from recon.methods import get_method
 
-    cfg = get_preset("fast").digs
+    cfg = get_method("digs").presets["fast"].fit
     server = make_server(test_marker_dir=tmp_path)
     first_ckpt = cfg.checkpoint_every
     # Fit band is 5-80 % of overall progress: wait until the fit is past its first checkpoint.
