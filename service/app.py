@@ -14,7 +14,7 @@ from typing import Optional
 import anyio
 from fastapi import FastAPI
 
-from service.api import artifacts, batches, health, jobs, uploads, web
+from service.api import artifacts, batches, health, jobs, methods, uploads, web
 from service.api.openapi_bodies import add_components
 from service.context import ServiceContext
 from service.jobs.db import DatabaseConfig
@@ -95,9 +95,10 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
                                 {"name": "batches", "description": "Many jobs at once."},
                                 {"name": "uploads", "description": "Input files, uploaded once."},
                                 {"name": "artifacts", "description": "Meshes and metrics of finished jobs."},
+                                {"name": "methods", "description": "The reconstruction methods."},
                                 {"name": "health", "description": "Probes."}])
     install_problems(app)
-    for module in (jobs, artifacts, batches, uploads, health):
+    for module in (jobs, artifacts, batches, uploads, methods, health):
         app.include_router(module.router)
     web.install(app)
 
