@@ -32,7 +32,7 @@ from meshing.export import load_mesh
 from recon.io import load_multiview
 from recon.io.dataset import OPENGL_TO_OPENCV
 from recon.io.multiview import probe_multiview
-from recon.render import pixel_rays, render_dataset
+from tests.support.render import pixel_rays, render_dataset
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from meshing import mesh as M
-from meshing.analytic import (
+from meshing.dualmesh_udf import UDFExtractStats, extract_udf
+from meshing.metrics import chamfer_l1, f_score, normal_consistency, point_to_mesh
+from tests.support.analytic import (
     SHAPES,
     R,
     hemisphere_udf,
     sphere_samples,
     sphere_udf,
 )
-from meshing.dualmesh_udf import UDFExtractStats, extract_udf
-from meshing.metrics import chamfer_l1, f_score, normal_consistency, point_to_mesh
 
 DEPTH = 7
 CELL = 2.0 / 2**DEPTH  # finest cell edge over the default bounds (the lattice is ~0.2% wider)

@@ -6,7 +6,7 @@ from PIL import Image
 
 from recon.io import InputError, load_multiview
 from recon.io.neus import decompose_projection
-from recon.render import look_at
+from tests.support.render import look_at
 
 NEUS = "multiview/dtu_scan24_neus_200x150"
 LEGO = "multiview/tiny_lego_100/tiny_lego_rgba_100.npz"

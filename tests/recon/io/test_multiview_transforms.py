@@ -11,7 +11,7 @@ from PIL import Image
 
 from recon.io import InputError, load_multiview
 from recon.io.dataset import OPENGL_TO_OPENCV
-from recon.render import render_dataset
+from tests.support.render import render_dataset
 
 
 @pytest.fixture(scope="module")
