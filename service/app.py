@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import Optional
 
 import anyio
 from fastapi import FastAPI
@@ -59,7 +58,7 @@ def _start_dispatcher(settings: Settings, store: JobStore):
     return dispatcher, owns_ray
 
 
-def create_app(settings: Optional[Settings] = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; ``settings`` default to ``Settings()`` (environment and ``.env``)."""
     settings = settings if settings is not None else Settings()
 

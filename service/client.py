@@ -16,8 +16,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import httpx
 
@@ -36,7 +37,7 @@ class ApiError(Exception):
 class Client:
     """Thin synchronous wrapper over the /v1 API."""
 
-    def __init__(self, server: str, api_key: Optional[str] = None, *, timeout: float = 60.0) -> None:
+    def __init__(self, server: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
         self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout)
 
@@ -57,7 +58,8 @@ class Client:
         for attempt in (1, 2):
             files = kwargs.pop("open_files", None)
             try:
-                opened = [(name, (Path(p).name, open(p, "rb"))) for name, p in files] if files else None
+                # Closed in the finally below, after the request has streamed them.
+                opened = [(name, (Path(p).name, open(p, "rb"))) for name, p in files] if files else None  # noqa: SIM115
                 try:
                     return self._check(self.http.post(url, headers={"Idempotency-Key": key}, files=opened,
                                                       **kwargs))
@@ -71,7 +73,7 @@ class Client:
                 time.sleep(1.0)
         raise AssertionError("unreachable")
 
-    def submit(self, path: Path, spec: dict, *, gt: Optional[Path] = None) -> dict:
+    def submit(self, path: Path, spec: dict, *, gt: Path | None = None) -> dict:
         files = [("file", path)] + ([("gt_file", gt)] if gt else [])
         return self._post_retrying("/v1/jobs", uuid.uuid4().hex, open_files=files,
                                    data={"spec": json.dumps(spec)}).json()
@@ -83,7 +85,7 @@ class Client:
     def job(self, job_id: str) -> dict:
         return self._check(self.http.get(f"/v1/jobs/{job_id}")).json()
 
-    def jobs(self, *, status: Optional[str] = None, limit: int = 50, cursor: Optional[str] = None) -> dict:
+    def jobs(self, *, status: str | None = None, limit: int = 50, cursor: str | None = None) -> dict:
         params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
         return self._check(self.http.get("/v1/jobs", params=params)).json()
 
@@ -137,8 +139,7 @@ class Client:
                     r.read()
                     self._check(r)
                 with open(dest, "wb") as f:
-                    for chunk in r.iter_bytes(1 << 20):
-                        f.write(chunk)
+                    f.writelines(r.iter_bytes(1 << 20))
             written.append(dest)
         return written
 
@@ -202,7 +203,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def _follow_all(client: Client, jobs: list[dict], *, quiet: bool) -> list[dict]:
     from tqdm import tqdm
 
-    finals: list[Optional[dict]] = [None] * len(jobs)
+    finals: list[dict | None] = [None] * len(jobs)
     bars = [tqdm(total=100, position=i, desc=f"{j['input']['name'][:20]:>20}", file=sys.stderr, leave=True,
                  disable=quiet, bar_format="{desc} {bar} {n:5.1f}%{postfix}") for i, j in enumerate(jobs)]
     lock = threading.Lock()
@@ -227,7 +228,7 @@ def _follow_all(client: Client, jobs: list[dict], *, quiet: bool) -> list[dict]:
     return [f for f in finals if f is not None]
 
 
-def _report(client: Client, paths: list[Path], finals: list[dict], out: Optional[Path]) -> int:
+def _report(client: Client, paths: list[Path], finals: list[dict], out: Path | None) -> int:
     failed = 0
     stems = [p.stem for p in paths]
     for p, job in zip(paths, finals):

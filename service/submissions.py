@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Optional
 
 import anyio
 from fastapi import Request
@@ -23,14 +22,22 @@ from service.context import ServiceContext
 from service.jobs.models import Batch, Job, Upload
 from service.jobs.store import IdempotencyConflict, NewJob
 from service.problems import Problem, validation_problem
-from service.uploads import (FilePart, Form, read_json_body, read_multipart, request_hash, store_upload, upload_ref,
-                             validate_file)
+from service.uploads import (
+    FilePart,
+    Form,
+    read_json_body,
+    read_multipart,
+    request_hash,
+    store_upload,
+    upload_ref,
+    validate_file,
+)
 
 
 @dataclass
 class Submitted:
     jobs: list[Job]
-    batch: Optional[Batch]
+    batch: Batch | None
     created: bool
 
 
@@ -90,7 +97,7 @@ def _reject_unknown(form: Form, *, fields: set[str], files: set[str]) -> None:
                       f"expected {', '.join(sorted(fields | files))}")
 
 
-def _enqueue(ctx: ServiceContext, principal: Principal, jobs: list[NewJob], *, key: Optional[str], digest: str,
+def _enqueue(ctx: ServiceContext, principal: Principal, jobs: list[NewJob], *, key: str | None, digest: str,
              as_batch: bool) -> Submitted:
     s = ctx.settings
     try:
@@ -104,13 +111,13 @@ def _enqueue(ctx: ServiceContext, principal: Principal, jobs: list[NewJob], *, k
     return Submitted(rows, batch, created)
 
 
-def _conflict(key: Optional[str]) -> Problem:
+def _conflict(key: str | None) -> Problem:
     return Problem(409, "idempotency_conflict",
                    f"Idempotency-Key {key!r} was used before with a different request")
 
 
-def _replay(ctx: ServiceContext, principal: Principal, *, key: Optional[str], digest: str,
-            as_batch: bool) -> Optional[Submitted]:
+def _replay(ctx: ServiceContext, principal: Principal, *, key: str | None, digest: str,
+            as_batch: bool) -> Submitted | None:
     """The earlier answer for a repeated idempotency key, checked before any file is stored."""
     if key is None:
         return None
@@ -138,7 +145,7 @@ def _resolve(ctx: ServiceContext, principal: Principal, body: JobCreate) -> tupl
     if up.kind != want:
         raise Problem(422, "validation_error", f"upload {up.id!r} is {_KIND_NAMES.get(up.kind, up.kind)}, method "
                       f"{body.spec.method!r} expects {_KIND_NAMES[want]}")
-    gt: Optional[Upload] = None
+    gt: Upload | None = None
     if body.gt_upload_id is not None:
         gt = ctx.store.get_upload(owner=principal.owner, upload_id=body.gt_upload_id)
         if gt.kind != "mesh":
@@ -148,7 +155,7 @@ def _resolve(ctx: ServiceContext, principal: Principal, body: JobCreate) -> tupl
     return nj, request_hash(spec, up.sha256, gt.sha256 if gt else None)
 
 
-async def submit_job(ctx: ServiceContext, request: Request, *, principal: Principal, key: Optional[str]) -> Submitted:
+async def submit_job(ctx: ServiceContext, request: Request, *, principal: Principal, key: str | None) -> Submitted:
     """POST /v1/jobs."""
     media = _media_type(request)
     if media == "application/json":
@@ -189,7 +196,7 @@ async def submit_job(ctx: ServiceContext, request: Request, *, principal: Princi
 
 
 async def submit_batch(ctx: ServiceContext, request: Request, *, principal: Principal,
-                       key: Optional[str]) -> Submitted:
+                       key: str | None) -> Submitted:
     """POST /v1/batches: one spec for many files (multipart), or a list of JobCreate (JSON)."""
     limit = ctx.settings.max_batch_jobs
     media = _media_type(request)

@@ -21,13 +21,12 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import anyio
 from fastapi import Request
-from starlette.requests import ClientDisconnect
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from service.jobs.models import Upload, utcnow
 from service.jobs.store import JobStore, new_id
@@ -84,7 +83,7 @@ def too_large(limit: int) -> Problem:
     return Problem(413, "payload_too_large", f"the request body exceeds the limit of {limit} bytes")
 
 
-def _declared_length(request: Request) -> Optional[int]:
+def _declared_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     try:
         return int(raw) if raw is not None else None
@@ -145,7 +144,8 @@ async def read_multipart(request: Request, *, scratch: Path, max_bytes: int, max
             fd, tmp = tempfile.mkstemp(dir=scratch, prefix="upload-", suffix=suffix)
             part.path = Path(tmp)
             form.files.append(part)
-            state.file, state.part, state.hash = open(fd, "wb"), part, hashlib.sha256()
+            # Stays open across the parser's callbacks; closed when the part or the body ends.
+            state.file, state.part, state.hash = open(fd, "wb"), part, hashlib.sha256()  # noqa: SIM115
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
@@ -202,7 +202,7 @@ class _PartState:
     name: str = ""
     value: bytes = b""
     file: object = None
-    part: Optional[FilePart] = None
+    part: FilePart | None = None
     hash: object = None
 
     def reset(self) -> None:
@@ -260,7 +260,7 @@ def _image_methods() -> tuple[str, str]:
 
 
 async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: int,
-                        limiter: anyio.CapacityLimiter, scratch: Optional[Path] = None,
+                        limiter: anyio.CapacityLimiter, scratch: Path | None = None,
                         max_archive_bytes: int = 2 << 30, max_archive_members: int = 4096) -> None:
     """422 problem unless ``part`` is a usable point cloud (kind 'points'), mesh ('mesh') or
     image-set archive ('images')."""
@@ -309,6 +309,6 @@ def upload_ref(up: Upload) -> dict:
     return {"upload_id": up.id, "name": up.name, "key": up.key, "size": up.size, "sha256": up.sha256}
 
 
-def request_hash(spec: dict, input_sha: str, gt_sha: Optional[str]) -> str:
+def request_hash(spec: dict, input_sha: str, gt_sha: str | None) -> str:
     blob = json.dumps({"spec": spec, "input": input_sha, "gt": gt_sha}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()

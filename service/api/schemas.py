@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,7 +45,7 @@ class JobCreate(BaseModel):
     upload_id: str = Field(min_length=1, max_length=64,
                            description="Id of an uploaded point cloud (kind=points), or image set (kind=images) "
                                        f"for {quoted(method_names('images'), quote='')}.")
-    gt_upload_id: Optional[str] = Field(None, min_length=1, max_length=64,
+    gt_upload_id: str | None = Field(None, min_length=1, max_length=64,
                                         description="Id of an uploaded ground-truth mesh (kind=mesh) for metrics.")
 
 
@@ -92,18 +92,18 @@ class JobPublic(BaseModel):
     max_attempts: int = Field(description="Attempts allowed; raised with each hand-back by a stopping dispatcher, "
                                           "so that restarts never use up the budget for failures.")
     cancel_requested: bool
-    batch_id: Optional[str]
+    batch_id: str | None
     spec: dict[str, Any] = Field(description="The JobSpec, with defaults filled in.")
     input: InputPublic
-    ground_truth: Optional[InputPublic]
-    error: Optional[JobError]
-    metrics: Optional[dict[str, Any]]
+    ground_truth: InputPublic | None
+    error: JobError | None
+    metrics: dict[str, Any] | None
     artifacts: list[ArtifactPublic]
     created_at: datetime
-    started_at: Optional[datetime]
-    finished_at: Optional[datetime]
+    started_at: datetime | None
+    finished_at: datetime | None
     updated_at: datetime
-    heartbeat_at: Optional[datetime]
+    heartbeat_at: datetime | None
     links: dict[str, str]
 
 
@@ -111,7 +111,7 @@ class JobsPublic(BaseModel):
     """One page of jobs, newest first."""
 
     items: list[JobPublic]
-    next_cursor: Optional[str] = Field(description="Pass as ?cursor= for the next page; null on the last.")
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last.")
 
 
 class BatchPublic(BaseModel):
