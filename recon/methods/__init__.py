@@ -1,6 +1,6 @@
 """The reconstruction methods, one module each, and the table they register in.
 
-Every module of this package except ``base`` defines one method and registers it with
+Every module of this package except ``base`` (and private ``_`` modules) defines one method and registers it with
 :func:`~recon.methods.base.register_method`; importing the package imports them all, so adding
 a method means adding a module here (see "Adding a method" in the README).
 """
@@ -29,7 +29,7 @@ DEFAULT_METHOD = "digs"
 """The method of a job that names none."""
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    if _module != "base":
+    if _module != "base" and not _module.startswith("_"):  # private helpers register nothing
         importlib.import_module(f"{__name__}.{_module}")
 
 if DEFAULT_METHOD not in METHODS:
