@@ -3,7 +3,7 @@
 Scenes:
 
 * ``lego``: the 100-view, 100x100 NeRF lego (``tiny_lego_rgba_100.npz``), every 8th view held out;
-* ``spot`` (synthetic): the spot mesh rendered by ``recon.render.render_dataset`` from 40 views
+* ``spot`` (synthetic): the spot mesh rendered by ``tests.support.render.render_dataset`` from 40 views
   at 128x128 (procedural texture, Lambert shading, exact masks), every 8th view held out; the
   fitted mesh is compared with the true one (Chamfer-L1 as a fraction of the diagonal, F-score
   at 1% of the diagonal);
@@ -41,9 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from meshing import mesh as mesh_ops
 from meshing.export import load_mesh
 from meshing.metrics import evaluate_meshes, psnr
+from recon.io.dataset import select_views, split_views
 from recon.io.multiview import load_multiview
-from recon.multiview import extract_mesh, fit_neus, render_views, select_views, split_views
-from recon.presets import PRESETS
+from recon.methods import PRESET_NAMES, get_method
+from recon.multiview import extract_mesh, fit_neus, render_views
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -54,7 +55,7 @@ def load_scene(name: str, quick: bool):
         ds = load_multiview(DATA / "multiview" / "tiny_lego_100" / "tiny_lego_rgba_100.npz")
         return (select_views(ds, np.arange(0, 100, 4)) if quick else ds), None
     if name == "spot":
-        from recon.render import render_dataset
+        from tests.support.render import render_dataset
 
         gt = load_mesh(DATA / "meshes" / "spot" / "spot.obj")
         n, size = (16, 48) if quick else (40, 128)
@@ -68,7 +69,7 @@ def load_scene(name: str, quick: bool):
 def run_scene(name: str, args) -> dict:
     ds, gt = load_scene(name, args.quick)
     train, test = split_views(ds, 8)
-    cfg = PRESETS[args.preset].neus
+    cfg = get_method("neus").presets[args.preset].fit
     steps = args.steps or (60 if args.quick else (cfg.steps if name != "dtu24" else 300))
     cfg = replace(cfg, steps=steps, log_every=5, rays_per_batch=args.rays or cfg.rays_per_batch)
     reports: list[tuple[int, float]] = []
@@ -105,7 +106,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 60 steps, smaller scenes")
     p.add_argument("--scenes", default="lego,spot,dtu24", help="comma-separated: lego, spot, dtu24")
-    p.add_argument("--preset", default="balanced", choices=sorted(PRESETS))
+    p.add_argument("--preset", default="balanced", choices=PRESET_NAMES)
     p.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     p.add_argument("--rays", type=int, default=None, help="override the preset's rays per step")
     p.add_argument("--threads", type=int, default=1,

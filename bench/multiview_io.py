@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from meshing.export import load_mesh
 from recon.io import load_multiview
-from recon.io.multiview import OPENGL_TO_OPENCV, probe_multiview
-from recon.render import pixel_rays, render_dataset
+from recon.io.dataset import OPENGL_TO_OPENCV
+from recon.io.multiview import probe_multiview
+from tests.support.render import pixel_rays, render_dataset
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -36,10 +36,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from meshing import mesh as M
-from meshing.analytic import SHAPES as ANALYTIC
 from meshing.dualmesh_udf import UDFExtractStats, extract_udf
 from meshing.marching_cubes import ExtractStats, extract_sdf
 from meshing.metrics import chamfer_l1, f_score, normal_consistency
+from tests.support.analytic import SHAPES as ANALYTIC
 
 N_SAMPLES = 200_000
 SHAPES = {name: ANALYTIC[name] for name in ("hemisphere", "disc", "sphere")}
@@ -152,9 +152,10 @@ def wavy_disc_mesh(n_rings: int = 300) -> M.Mesh:
 def neural_table(depths: list[int], presets: list[str]) -> None:
     from meshing.export import load_mesh
     from meshing.metrics import evaluate_meshes
+    from recon.extraction import UDF_FILL_HOLES
     from recon.io import PointCloud, normalize
-    from recon.pipeline import UDF_FILL_HOLES
-    from recon.udf import UDF_PRESETS, fit_udf
+    from recon.methods import get_method
+    from recon.udf import fit_udf
 
     gts = {"wavy disc": (wavy_disc_mesh(), 20_000)}
     shirt = Path(__file__).resolve().parents[2] / "shared/data/open_surfaces/ponq_tshirt/tshirt.obj"
@@ -166,7 +167,7 @@ def neural_table(depths: list[int], presets: list[str]) -> None:
         unit, norm = normalize(PointCloud(points=points, normals=None))
         for preset in presets:
             t0 = time.perf_counter()
-            field = fit_udf(unit.points, None, UDF_PRESETS[preset])
+            field = fit_udf(unit.points, None, get_method("udf").presets[preset].fit)
             t_fit = time.perf_counter() - t0
             for depth in depths:
                 for method in ("DualMesh-UDF", "+ holes closed", "MC on f-eps"):

@@ -21,12 +21,10 @@ _LAZY = {
     "evaluate_meshes": "meshing.metrics",
     "evaluate_against_points": "meshing.metrics",
     "mesh_stats": "meshing.metrics",
-    "METRICS": "meshing.metrics",
 }
 
 __all__ = [
     "EXPORTERS",
-    "METRICS",
     "ExtractStats",
     "Mesh",
     "evaluate_against_points",

@@ -43,7 +43,7 @@ analytic test shapes like to sit exactly on those planes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
@@ -52,10 +52,9 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
+from meshing.evaluator import Field, FieldEvaluator
 from meshing.marching_cubes import check_bounds
 from meshing.mesh import Mesh, half_edges
-
-Field = Callable[[torch.Tensor], torch.Tensor]
 
 # Fractions of a cell by which the lattice is widened below / above ``bounds`` on each axis.
 _PAD_LO = np.array([0.1371, 0.2113, 0.1789])
@@ -90,66 +89,6 @@ class UDFExtractStats:
     """Faces dropped because orientation could not agree across one of their edges (a twist:
     none on exact UDFs; a fitted field can join sheets into a non-orientable patch)."""
     seconds: float = 0.0
-
-
-class _Evaluator:
-    """Chunked field calls with counting; gradients by autograd or central differences."""
-
-    def __init__(self, field: Field, chunk_size: int, device, fd_step: float):
-        self.field, self.chunk_size, self.device = field, chunk_size, torch.device(device)
-        self.fd_step, self.count, self.grad_count = fd_step, 0, 0
-
-    def _call(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.field(x)
-        y = torch.as_tensor(y).reshape(-1)
-        if y.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"expected the field to return ({x.shape[0]},) values, got {tuple(y.shape)}"
-            )
-        return y
-
-    def values(self, pts: np.ndarray) -> np.ndarray:
-        """(n, 3) float64 points -> (n,) float64 UDF values."""
-        out = np.empty(len(pts))
-        for s in range(0, len(pts), self.chunk_size):
-            x = torch.from_numpy(pts[s : s + self.chunk_size].astype(np.float32)).to(self.device)
-            with torch.no_grad():
-                out[s : s + len(x)] = self._call(x).detach().to("cpu", torch.float64).numpy()
-        self.count += len(pts)
-        if np.isnan(out).any():
-            raise ValueError("expected finite field values, got NaN")
-        return out
-
-    def values_and_gradients(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n, 3) points -> (n,) values, (n, 3) gradients."""
-        val, grad = np.empty(len(pts)), np.empty((len(pts), 3))
-        for s in range(0, len(pts), self.chunk_size):
-            x = torch.from_numpy(pts[s : s + self.chunk_size].astype(np.float32)).to(self.device)
-            with torch.enable_grad():
-                x.requires_grad_(True)
-                y = self._call(x)
-                if y.requires_grad:
-                    (g,) = torch.autograd.grad(y.sum(), x)
-                else:  # a field that is not differentiable in torch (e.g. a lookup)
-                    g = self._finite_differences(x.detach())
-            val[s : s + len(x)] = y.detach().to("cpu", torch.float64).numpy()
-            grad[s : s + len(x)] = g.detach().to("cpu", torch.float64).numpy()
-        self.count += len(pts)
-        self.grad_count += len(pts)
-        if np.isnan(val).any():
-            raise ValueError("expected finite field values, got NaN")
-        return val, grad
-
-    def _finite_differences(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.fd_step
-        cols = []
-        with torch.no_grad():
-            for a in range(3):
-                d = torch.zeros(3, dtype=x.dtype, device=x.device)
-                d[a] = h
-                cols.append((self._call(x + d) - self._call(x - d)) / (2 * h))
-        self.count += 6 * len(x)
-        return torch.stack(cols, 1)
 
 
 def _check_args(bounds, depth, threshold, chunk_size, coarse_depth, safety, svd_threshold):
@@ -216,7 +155,7 @@ def extract_udf(
     step = (b[1] + _PAD_HI * cell0 - lo) / n
     h_min = float(step.min())
     thr = 0.25 * h_min if threshold is None else float(threshold)
-    ev = _Evaluator(field, int(chunk_size), device, fd_step=0.01 * h_min)
+    ev = FieldEvaluator(field, int(chunk_size), device, fd_step=0.01 * h_min)
     st = UDFExtractStats() if stats is None else stats
     st.cells_per_level = []  # a reused stats object describes the latest call only
 

@@ -14,17 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from meshing.mesh import Mesh, face_normals, merge_duplicate_vertices
-from recon.registry import lookup, register
-
-EXPORTERS: dict[str, Callable[[Mesh], bytes]] = {}
-"""Format name -> function(mesh) -> file contents."""
 
 LOADABLE = ("ply", "obj", "stl", "glb", "gltf", "off")
 
 PathLike = str | os.PathLike
 
 
-@register(EXPORTERS, "ply")
 def ply_bytes(mesh: Mesh) -> bytes:
     """Binary little-endian PLY: float x y z, [float nx ny nz], [uchar red green blue], faces."""
     fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
@@ -60,7 +55,6 @@ def ply_bytes(mesh: Mesh) -> bytes:
     return ("\n".join(header) + "\n").encode("ascii") + vert.tobytes() + face.tobytes()
 
 
-@register(EXPORTERS, "obj")
 def obj_bytes(mesh: Mesh) -> bytes:
     """Wavefront OBJ: ``v x y z [r g b]`` (colours as 0..1 floats), ``vn``, 1-based ``f``."""
     parts = []
@@ -78,7 +72,6 @@ def obj_bytes(mesh: Mesh) -> bytes:
     return "".join(parts).encode("ascii")
 
 
-@register(EXPORTERS, "stl")
 def stl_bytes(mesh: Mesh) -> bytes:
     """Binary STL (a triangle soup: shared vertices and attributes are not stored)."""
     rec = np.zeros(
@@ -90,7 +83,6 @@ def stl_bytes(mesh: Mesh) -> bytes:
     return header + np.uint32(mesh.n_faces).tobytes() + rec.tobytes()
 
 
-@register(EXPORTERS, "glb")
 def glb_bytes(mesh: Mesh) -> bytes:
     """Binary glTF 2.0 via trimesh (with NORMAL / COLOR_0 when present)."""
     import trimesh
@@ -105,6 +97,15 @@ def glb_bytes(mesh: Mesh) -> bytes:
     return tm.export(file_type="glb")
 
 
+EXPORTERS: dict[str, Callable[[Mesh], bytes]] = {
+    "ply": ply_bytes,
+    "obj": obj_bytes,
+    "stl": stl_bytes,
+    "glb": glb_bytes,
+}
+"""Format name -> function(mesh) -> file contents."""
+
+
 def _format_of(path: Path, format: str | None, allowed) -> str:
     fmt = (format or path.suffix.lstrip(".")).lower()
     if fmt not in allowed:
@@ -116,7 +117,10 @@ def _format_of(path: Path, format: str | None, allowed) -> str:
 
 def mesh_bytes(mesh: Mesh, format: str) -> bytes:
     """File contents of ``mesh`` in ``format`` ('ply', 'obj', 'glb' or 'stl')."""
-    return lookup(EXPORTERS, str(format).lower(), "mesh format")(mesh)
+    fmt = str(format).lower()
+    if fmt not in EXPORTERS:
+        raise ValueError(f"unknown mesh format {fmt!r}; expected one of {sorted(EXPORTERS)}")
+    return EXPORTERS[fmt](mesh)
 
 
 def save_mesh(mesh: Mesh, path: PathLike, format: str | None = None) -> Path:

@@ -26,15 +26,14 @@ neighbouring blocks through ``_SampleStore``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from meshing.evaluator import Field, FieldEvaluator
 from meshing.mesh import Mesh
-
-Field = Callable[[torch.Tensor], torch.Tensor]
 
 # Vertices are kept strictly inside their edge (in edge-length units) so that distinct grid edges
 # never produce coincident vertices, even where a sample lies exactly on the level set.
@@ -189,33 +188,22 @@ def _check_args(bounds, resolution, level, chunk_size, coarse_resolution):
     return b
 
 
-class _Evaluator:
-    """Calls the field on integer grid indices in chunks, counting evaluations."""
+class _GridEvaluator:
+    """The field at integer grid indices: ``lo + index * step``, evaluated in chunks."""
 
     def __init__(self, field: Field, lo: np.ndarray, step: np.ndarray, chunk_size: int, device):
-        self.field, self.lo, self.step = field, lo, step
-        self.chunk_size, self.device, self.count = chunk_size, torch.device(device), 0
+        self.lo, self.step = lo, step
+        self.fields = FieldEvaluator(field, chunk_size, device)
+
+    @property
+    def count(self) -> int:
+        return self.fields.count
 
     def __call__(self, idx: np.ndarray) -> np.ndarray:
         """(n, 3) int grid indices -> (n,) float32 values."""
-        out = np.empty(len(idx), dtype=np.float32)
-        for s in range(0, len(idx), self.chunk_size):
-            # Coordinates are computed in float64 from integers, so a sample shared by two
-            # blocks always gets the same float32 position.
-            pts = (self.lo + idx[s : s + self.chunk_size] * self.step).astype(np.float32)
-            with torch.no_grad():
-                val = self.field(torch.from_numpy(pts).to(self.device))
-            val = torch.as_tensor(val).detach().reshape(-1)
-            if val.shape[0] != len(pts):
-                raise ValueError(
-                    f"expected the field to return ({len(pts)},) values, got shape "
-                    f"{tuple(val.shape)}"
-                )
-            out[s : s + len(pts)] = val.to("cpu", torch.float32).numpy()
-        if np.isnan(out).any():
-            raise ValueError("expected finite field values, got NaN")
-        self.count += len(idx)
-        return out
+        # Coordinates are computed in float64 from integers, so a sample shared by two
+        # blocks always gets the same float32 position.
+        return self.fields.values(self.lo + idx * self.step, dtype=np.float32)
 
 
 def _mark_blocks(
@@ -319,7 +307,7 @@ def extract_sdf(
         raise ValueError(f"expected block_size >= 1, got {block_size!r}")
     n, block = int(resolution), int(min(block_size, resolution))
     lo, step = b[0], (b[1] - b[0]) / n
-    ev = _Evaluator(field, lo, step, chunk_size, device)
+    ev = _GridEvaluator(field, lo, step, chunk_size, device)
 
     # 1. coarse grid and block marking.
     stride = _pick_stride(n, coarse_resolution, block)

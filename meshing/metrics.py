@@ -9,17 +9,11 @@ Notation: for point sets A, B let d(a, B) = min_{b in B} ||a - b||_2.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy.spatial import cKDTree
 
 from meshing import mesh as mesh_ops
 from meshing.mesh import Mesh
-from recon.registry import register
-
-METRICS: dict[str, Callable[..., float]] = {}
-"""Point-set metric name -> function."""
 
 _CHUNK = 1 << 20  # points per ray-casting query: bounds memory for millions of input points
 
@@ -48,7 +42,6 @@ def _nearest(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cKDTree(b).query(a, k=1, workers=-1)
 
 
-@register(METRICS, "chamfer_l1")
 def chamfer_l1(a, b) -> float:
     """0.5 * (mean_{a in A} d(a, B) + mean_{b in B} d(b, A)), Euclidean (not squared) distances.
 
@@ -58,7 +51,6 @@ def chamfer_l1(a, b) -> float:
     return float(0.5 * (_nearest(a, b)[0].mean() + _nearest(b, a)[0].mean()))
 
 
-@register(METRICS, "chamfer_l2")
 def chamfer_l2(a, b) -> float:
     """0.5 * (mean_{a in A} d(a, B)^2 + mean_{b in B} d(b, A)^2); squared input units."""
     a, b = _points(a, "a"), _points(b, "b")
@@ -71,7 +63,6 @@ def _f_from(d_pred: np.ndarray, d_gt: np.ndarray, threshold: float) -> float:
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
-@register(METRICS, "f_score")
 def f_score(a_pred, b_gt, threshold: float) -> float:
     """F-score at distance ``threshold`` (Tatarchenko et al. 2019), in [0, 1].
 
@@ -85,7 +76,6 @@ def f_score(a_pred, b_gt, threshold: float) -> float:
     return _f_from(_nearest(a, b)[0], _nearest(b, a)[0], threshold)
 
 
-@register(METRICS, "normal_consistency")
 def normal_consistency(a, na, b, nb) -> float:
     """0.5 * (mean_a |<n_a, n_{NN_B(a)}>| + mean_b |<n_b, n_{NN_A(b)}>|), in [0, 1].
 
@@ -106,7 +96,6 @@ def _nc_from(na, nb, ia, ib) -> float:
     return float(0.5 * (ab + ba))
 
 
-@register(METRICS, "hausdorff")
 def hausdorff(a, b) -> float:
     """Symmetric Hausdorff distance max(max_a d(a, B), max_b d(b, A)); input units."""
     a, b = _points(a, "a"), _points(b, "b")

@@ -1,12 +1,15 @@
-"""Loss terms for fitting distance fields to points (DiGS / SIREN / IGR family) and to posed
-images (NeuS: colour, squared eikonal and mask terms, at the end of the file).
+"""Every loss term of the fitters: distance fields fitted to points (DiGS / SIREN / IGR family,
+and the unsigned-distance terms of the UDF fit) and to posed images (NeuS: colour, squared
+eikonal and mask terms, at the end of the file).
 
-All terms are means over their sample sets, so their weights do not depend on batch size.
-Distances are in the normalised cube's units.
+All terms are means over their sample sets, so their weights do not depend on batch size; the
+gradient terms give 0 on an empty set (a fitter may select no sample in a step). Distances are
+in the normalised cube's units.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -25,6 +28,8 @@ def off_surface_term(sdf_off_surface: Tensor, alpha: float = 100.0) -> Tensor:
 
 def eikonal_term(grad: Tensor) -> Tensor:
     """Mean | ||grad f|| - 1 |: the field is a distance function (L1 form, as DiGS)."""
+    if grad.shape[0] == 0:
+        return grad.new_zeros(())
     return (grad.norm(dim=-1) - 1.0).abs().mean()
 
 
@@ -60,9 +65,37 @@ def divergence_term(laplacian: Tensor, clamp: tuple[float, float] = (0.1, 50.0))
     return laplacian.abs().clamp(*clamp).mean()
 
 
+def distance_term(f: Tensor, target: Tensor) -> Tensor:
+    """Mean |f - d|: regression of the field onto target distances d (signed when f is).
+
+    The UDF fit's distance regression (d: distance to the nearest input point, or to its
+    tangent plane), DiGS's exterior anchor (d > 0 on the cube's faces, outside the object) and
+    the near-surface term with oriented normals (d: signed distance to the tangent plane).
+    """
+    return (f - target).abs().mean()
+
+
 def unsigned_distance_term(sdf: Tensor, distance: Tensor) -> Tensor:
-    """Mean | |f| - d |, with d the distance of each sample to the nearest input point."""
+    """Mean | |f| - d |, with d >= 0 the distance of each sample to the input (the surface's side
+    unknown, as with unoriented normals): only the magnitude of a signed field is regressed."""
     return (sdf.abs() - distance).abs().mean()
+
+
+def direction_term(grad: Tensor, direction: Tensor) -> Tensor:
+    """Mean 1 - cos(grad f, u): the gradient points along the unit direction u.
+
+    For a UDF, u points away from the nearest surface point, which is where an exact UDF's
+    gradient points and what gradient-based extraction relies on.
+    """
+    if grad.shape[0] == 0:
+        return grad.new_zeros(())
+    return (1.0 - torch.nn.functional.cosine_similarity(grad, direction, dim=-1, eps=1e-8)).mean()
+
+
+def sign_term(raw: Tensor) -> Tensor:
+    """Mean relu(-s) of a network's raw output s where the field is f = |s|: keeps s >= 0, since
+    every sign change of s is a spurious zero sheet of f."""
+    return torch.relu(-raw).mean()
 
 
 def anneal(fraction: float, knots: tuple[tuple[float, float], ...]) -> float:
@@ -74,11 +107,11 @@ def anneal(fraction: float, knots: tuple[tuple[float, float], ...]) -> float:
     """
     if not knots:
         raise ValueError("expected at least one (fraction, weight) knot, got none")
-    if any(b[0] < a[0] for a, b in zip(knots, knots[1:])):
+    if any(b[0] < a[0] for a, b in itertools.pairwise(knots)):
         raise ValueError(f"expected knots sorted by fraction, got {knots}")
     if fraction <= knots[0][0]:
         return float(knots[0][1])
-    for (t0, w0), (t1, w1) in zip(knots, knots[1:]):
+    for (t0, w0), (t1, w1) in itertools.pairwise(knots):
         if fraction <= t1:
             return float(w1 if t1 == t0 else w0 + (w1 - w0) * (fraction - t0) / (t1 - t0))
     return float(knots[-1][1])

@@ -22,7 +22,6 @@ import math
 import os
 from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,8 +33,9 @@ from recon import losses
 from recon.encodings.hash_grid import HashGridConfig
 from recon.fields.color import ColorConfig, ColorNetwork
 from recon.fields.hash_sdf import HashSDF, HashSDFConfig
-from recon.io.multiview import MultiviewDataset
-from recon.progress import CancelToken, ProgressEvent, ProgressFn, Stage, no_progress
+from recon.fitting import Fitter, ParamGroup, Schedule, fit
+from recon.io.dataset import MultiviewDataset
+from recon.progress import CancelToken, ProgressFn, no_progress
 from recon.rendering import (
     OccupancyGrid,
     camera_rays,
@@ -43,15 +43,6 @@ from recon.rendering import (
     march,
     neus_alpha,
     ray_sphere_bounds,
-)
-from recon.training import (
-    checkpoint_due,
-    config_fingerprint,
-    cosine_lr,
-    load_checkpoint,
-    make_adam,
-    optimizer_step,
-    save_checkpoint,
 )
 
 
@@ -178,6 +169,10 @@ class NeusModel(nn.Module):
         rgb = rgb + (1.0 - opacity)[:, None] * self.background
         return {"rgb": rgb, "opacity": opacity, "depth": depth, "grad": grad, "n_samples": m}
 
+    def set_progress(self, fraction: float) -> None:
+        """Training progress in [0, 1]: the SDF's coarse-to-fine levels."""
+        self.sdf.set_progress(fraction)
+
     def sdf_in_sphere(self, x: Tensor) -> Tensor:
         """The SDF intersected with the unit sphere (max(f, |x| - 1)): closed meshes, no floaters outside."""
         return torch.maximum(self.sdf(x), x.norm(dim=-1) - 1.0)
@@ -191,28 +186,6 @@ class NeusModel(nn.Module):
 # ------------------------------------------------------------------------------------------------
 # Data
 # ------------------------------------------------------------------------------------------------
-
-
-def split_views(dataset: MultiviewDataset, holdout_every: int) -> tuple[MultiviewDataset, MultiviewDataset | None]:
-    """Training views and every ``holdout_every``-th view held out (index 0, k, 2k, ...).
-
-    ``holdout_every`` 0 keeps all views for training and returns no test set.
-    """
-    n = dataset.n_views
-    if holdout_every <= 0 or n < 2:
-        return dataset, None
-    test = np.arange(n) % holdout_every == 0
-    if test.all() or not test.any():
-        return dataset, None
-    return select_views(dataset, np.flatnonzero(~test)), select_views(dataset, np.flatnonzero(test))
-
-
-def select_views(ds: MultiviewDataset, idx) -> MultiviewDataset:
-    """The views ``idx`` (indices into ``ds``) as a dataset of their own, same normalisation."""
-    idx = np.asarray(idx, dtype=np.int64)
-    return replace(ds, images=ds.images[idx], intrinsics=ds.intrinsics[idx], c2w=ds.c2w[idx],
-                   masks=None if ds.masks is None else ds.masks[idx],
-                   names=[ds.names[i] for i in idx] if len(ds.names) == ds.n_views else [])
 
 
 def dataset_rays(dataset: MultiviewDataset, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -246,11 +219,79 @@ def _check_dataset(dataset: MultiviewDataset) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _lr_factor(step: int, cfg: NeusConfig) -> float:
-    frac = step / max(1, cfg.steps)
-    if cfg.warmup > 0 and frac < cfg.warmup:
-        return (step + 1) / max(1.0, cfg.warmup * cfg.steps)
-    return cosine_lr(frac, 1.0, cfg.lr_final / cfg.lr)
+class NeusFitter(Fitter):
+    """The NeuS fit of :func:`fit_neus`: rays of every training pixel, the sharpness variable in a
+    slow parameter group, the occupancy grid re-marked every few steps, and its loss terms."""
+
+    def __init__(self, dataset: MultiviewDataset, config: NeusConfig) -> None:
+        _check_dataset(dataset)
+        self.dataset, self.config = dataset, config
+        self.schedule = Schedule(steps=config.steps, seed=config.seed, checkpoint_every=config.checkpoint_every,
+                                 log_every=config.log_every, lr=config.lr, lr_final=config.lr_final,
+                                 warmup=config.warmup)
+
+    def prepare(self, rng: np.random.Generator, device: torch.device) -> None:
+        origins, dirs = dataset_rays(self.dataset, device)
+        self.origins, self.dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+        self.colors = torch.as_tensor(self.dataset.images, dtype=torch.float32, device=device).reshape(-1, 3)
+        self.masks = None
+        if self.dataset.masks is not None and self.config.w_mask > 0:
+            self.masks = torch.as_tensor(self.dataset.masks, dtype=torch.float32, device=device).reshape(-1)
+        self.device = device
+
+    def build(self) -> NeusModel:
+        return NeusModel(self.config, background=border_color(self.dataset))
+
+    def param_groups(self, model: NeusModel) -> list[ParamGroup]:
+        cfg = self.config
+        fast = [p for p in model.parameters() if p.requires_grad and p is not model.variance]
+        # The sharpness decays on the same schedule from its own, lower rate.
+        return [ParamGroup(fast, cfg.lr, cfg.lr_final),
+                ParamGroup([model.variance], cfg.lr_variance, cfg.lr_variance * cfg.lr_final / cfg.lr)]
+
+    def begin_step(self, model: NeusModel, step: int, fraction: float) -> None:
+        model.set_progress(fraction)
+        if step % self.config.grid_update_every == 0:
+            model.update_grid()
+
+    def loss_terms(self, model: NeusModel, gen: torch.Generator, fraction: float
+                   ) -> tuple[dict[str, Tensor], dict[str, float]]:
+        cfg, device = self.config, self.device
+        idx = torch.randint(0, self.colors.shape[0], (cfg.rays_per_batch,), generator=gen).to(device)
+        jitter = torch.rand(cfg.rays_per_batch, generator=gen).to(device)
+        cos_anneal = 1.0 if cfg.cos_anneal_end <= 0 else min(1.0, fraction / cfg.cos_anneal_end)
+        out = model.render(self.origins[idx], self.dirs[idx], jitter=jitter, cos_anneal=cos_anneal, train=True)
+        target = self.colors[idx]
+        terms = {"color": losses.color_l1_term(out["rgb"], target)}
+        weights = {"color": 1.0}
+        grads = out["grad"]
+        if cfg.eikonal_uniform > 0:
+            u = torch.randn(cfg.eikonal_uniform, 3, generator=gen)
+            r = torch.rand(cfg.eikonal_uniform, 1, generator=gen) ** (1.0 / 3.0)
+            _, g_u, _ = model.geometry((u / u.norm(dim=-1, keepdim=True) * r).to(device), create_graph=True)
+            grads = torch.cat([grads, g_u])
+        if grads.shape[0] > 0:
+            terms["eikonal"] = losses.eikonal_l2_term(grads)
+            weights["eikonal"] = cfg.w_eikonal
+        if self.masks is not None:
+            terms["mask"] = losses.mask_bce_term(out["opacity"], self.masks[idx])
+            weights["mask"] = cfg.w_mask
+        self._last = (model, out, target)
+        return terms, weights
+
+    def report(self, terms: dict[str, Tensor], loss: Tensor) -> dict[str, float]:
+        """The terms and total, the batch PSNR (dB), the sharpness, samples per ray, grid occupancy."""
+        model, out, target = self._last
+        now = super().report(terms, loss)
+        mse = float(((out["rgb"].detach() - target) ** 2).mean())
+        now.update(psnr=-10.0 * math.log10(max(mse, 1e-10)), inv_s=model.inv_s.item(),
+                   samples_per_ray=out["n_samples"] / self.config.rays_per_batch, occupied=model.grid.fraction)
+        return now
+
+    def end(self, model: NeusModel) -> None:
+        model.set_progress(1.0)
+        model.update_grid()
+        self._last = None
 
 
 def fit_neus(
@@ -264,77 +305,11 @@ def fit_neus(
 ) -> NeusModel:
     """Fit a :class:`NeusModel` to every view of ``dataset`` (hold views out before calling).
 
-    Progress is reported as stage 'fit' with the loss terms and the batch PSNR (dB). With
-    ``checkpoint_path`` and ``cfg.checkpoint_every`` the state is saved periodically and a
-    matching checkpoint found there is resumed from. Returns the model in eval mode.
+    Runs in the shared loop of :mod:`recon.fitting`; progress (stage 'fit') carries the loss
+    terms and the batch PSNR (dB). Returns the model in eval mode.
     """
-    _check_dataset(dataset)
-    device = torch.device(device)
-    torch.manual_seed(cfg.seed)
-    model = NeusModel(cfg, background=border_color(dataset)).to(device)
-    origins, dirs = dataset_rays(dataset, device)
-    origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
-    colors = torch.as_tensor(dataset.images, dtype=torch.float32, device=device).reshape(-1, 3)
-    masks = None
-    if dataset.masks is not None and cfg.w_mask > 0:
-        masks = torch.as_tensor(dataset.masks, dtype=torch.float32, device=device).reshape(-1)
-
-    slow = [model.variance]
-    fast = [p for p in model.parameters() if p.requires_grad and p is not model.variance]
-    optimizer = make_adam([{"params": fast, "lr": cfg.lr}, {"params": slow, "lr": cfg.lr_variance}], cfg.lr, device)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    fingerprint = config_fingerprint(cfg)
-    ckpt = Path(checkpoint_path) if checkpoint_path else None
-    start = load_checkpoint(ckpt, model, optimizer, gen, fingerprint, device)
-
-    n_pix = colors.shape[0]
-    model.train()
-    for step in range(start, cfg.steps):
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        frac = step / max(1, cfg.steps)
-        model.sdf.set_progress(frac)
-        factor = _lr_factor(step, cfg)
-        optimizer.param_groups[0]["lr"] = cfg.lr * factor
-        optimizer.param_groups[1]["lr"] = cfg.lr_variance * factor
-        if step % cfg.grid_update_every == 0:
-            model.update_grid()
-
-        idx = torch.randint(0, n_pix, (cfg.rays_per_batch,), generator=gen).to(device)
-        jitter = torch.rand(cfg.rays_per_batch, generator=gen).to(device)
-        cos_anneal = 1.0 if cfg.cos_anneal_end <= 0 else min(1.0, frac / cfg.cos_anneal_end)
-        out = model.render(origins[idx], dirs[idx], jitter=jitter, cos_anneal=cos_anneal, train=True)
-        target = colors[idx]
-        terms = {"color": losses.color_l1_term(out["rgb"], target)}
-        weights = {"color": 1.0}
-        grads = out["grad"]
-        if cfg.eikonal_uniform > 0:
-            u = torch.randn(cfg.eikonal_uniform, 3, generator=gen)
-            r = torch.rand(cfg.eikonal_uniform, 1, generator=gen) ** (1.0 / 3.0)
-            _, g_u, _ = model.geometry((u / u.norm(dim=-1, keepdim=True) * r).to(device), create_graph=True)
-            grads = torch.cat([grads, g_u])
-        if grads.shape[0] > 0:
-            terms["eikonal"] = losses.eikonal_l2_term(grads)
-            weights["eikonal"] = cfg.w_eikonal
-        if masks is not None:
-            terms["mask"] = losses.mask_bce_term(out["opacity"], masks[idx])
-            weights["mask"] = cfg.w_mask
-        loss = optimizer_step(optimizer, terms, weights, step)
-
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            mse = float(((out["rgb"].detach() - target) ** 2).mean())
-            now = {k: v.item() for k, v in terms.items()}
-            now.update(total=loss.item(), psnr=-10.0 * math.log10(max(mse, 1e-10)), inv_s=model.inv_s.item(),
-                       samples_per_ray=out["n_samples"] / cfg.rays_per_batch, occupied=model.grid.fraction)
-            progress(ProgressEvent(Stage.FIT, done, cfg.steps, now))
-        if checkpoint_due(ckpt, cfg.checkpoint_every, done, cfg.steps):
-            save_checkpoint(ckpt, model, optimizer, gen, done, fingerprint)
-
-    model.sdf.set_progress(1.0)
-    model.update_grid()
-    model.eval()
-    return model
+    return fit(NeusFitter(dataset, cfg), device=device, progress=progress, cancel=cancel,
+               checkpoint_path=checkpoint_path)
 
 
 # ------------------------------------------------------------------------------------------------

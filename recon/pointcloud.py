@@ -14,30 +14,21 @@ On a hash grid the divergence is taken by central finite differences (see
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
+from torch import Tensor
 
 from recon import losses
 from recon.fields.base import DistanceField
 from recon.fields.hash_sdf import HashSDFConfig
 from recon.fields.siren import SirenSDFConfig
-from recon.progress import CancelToken, ProgressEvent, ProgressFn, Stage, no_progress
-from recon.training import (
-    checkpoint_due,
-    load_checkpoint,
-    make_adam,
-    optimizer_step,
-    save_checkpoint,
-)
+from recon.fitting import Fitter, Schedule, fit, subsample
+from recon.progress import CancelToken, ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +92,6 @@ class DigsConfig:
     seed: int = 0
     """Seed of parameter initialisation and sampling."""
 
-    def fingerprint(self) -> str:
-        """Short hash identifying the configuration (checkpoints resume only on a match)."""
-        blob = json.dumps(asdict(self), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
 
 def estimate_unoriented_normals(points: np.ndarray, knn: int) -> np.ndarray:
     """PCA normals (n, 3) of unknown sign from the ``knn`` nearest neighbours (Open3D, threaded)."""
@@ -149,13 +135,96 @@ def _exterior_pool(points: np.ndarray, size: int, rng) -> tuple[np.ndarray, np.n
     return q, dist
 
 
-def _finest_cell(model: DistanceField) -> float:
+def finest_cell(model: DistanceField) -> float:
     """Edge of the finest active cell, in normalised units (the FD step of the divergence)."""
     layout = getattr(getattr(model, "encoding", None), "layout", None)
     if layout is None:
         return 1e-2
     res = layout.resolutions[max(0, getattr(model, "active_levels", len(layout.resolutions)) - 1)]
     return 2.0 / float(res)
+
+
+class DigsFitter(Fitter):
+    """The DiGS fit of :func:`fit_sdf`: its sample pools and its per-step loss terms."""
+
+    def __init__(self, points: np.ndarray, normals: np.ndarray | None, config: DigsConfig) -> None:
+        points = np.asarray(points, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != 3 or len(points) < 10:
+            raise ValueError(f"expected points of shape (n>=10, 3), got {points.shape}")
+        if not np.isfinite(points).all():
+            raise ValueError("expected finite point coordinates, got NaN or Inf")
+        self.points, self.normals, self.config = points, normals, config
+        self.schedule = Schedule(steps=config.steps, seed=config.seed, checkpoint_every=config.checkpoint_every,
+                                 log_every=config.log_every, lr=config.lr, lr_final=config.lr_final)
+
+    def prepare(self, rng: np.random.Generator, device: torch.device) -> None:
+        cfg = self.config
+        points, normals = subsample(rng, cfg.max_points, self.points, self.normals)
+        self.oriented = normals is not None
+        if normals is None and cfg.estimate_normals and cfg.w_normal > 0:
+            normals = estimate_unoriented_normals(points, cfg.normal_knn)
+
+        def tensor(a):
+            return torch.as_tensor(a, dtype=torch.float32, device=device)
+
+        sigma = knn_sigma(points, cfg.near_knn)
+        self.near_q = self.near_d = None
+        if cfg.w_distance > 0:
+            self.near_q, self.near_d = map(tensor, _near_pool(points, normals, sigma, self.oriented, cfg.near_pool, rng))
+        self.ext_q = self.ext_d = None
+        if cfg.w_exterior > 0:
+            self.ext_q, self.ext_d = map(tensor, _exterior_pool(points, 50_000, rng))
+        self.pts = tensor(points)
+        self.nrm = None if normals is None else tensor(normals)
+        self.sigma = tensor(sigma)
+        self.device = device
+
+    def build(self) -> DistanceField:
+        return self.config.field.build()
+
+    def loss_terms(self, model: DistanceField, gen: torch.Generator, fraction: float
+                   ) -> tuple[dict[str, Tensor], dict[str, float]]:
+        cfg, device, n = self.config, self.device, len(self.pts)
+        idx = torch.randint(0, n, (min(cfg.surface_batch, n),), generator=gen).to(device)
+        surf = self.pts[idx]
+        if self.near_q is not None:
+            pool_idx = torch.randint(0, len(self.near_q), (cfg.near_batch,), generator=gen).to(device)
+            near = self.near_q[pool_idx]
+        else:
+            near_idx = torch.randint(0, n, (cfg.near_batch,), generator=gen).to(device)
+            jitter = torch.randn(cfg.near_batch, 3, generator=gen).to(device)
+            near = self.pts[near_idx] + jitter * self.sigma[near_idx, None]
+        space = torch.rand(cfg.space_batch, 3, generator=gen).to(device) * 2.0 - 1.0
+        x = torch.cat([surf, near.clamp(-1, 1), space])
+        sdf, grad = model.forward_with_gradient(x, create_graph=True)
+        if self.ext_q is not None:
+            ext_idx = torch.randint(0, len(self.ext_q), (cfg.exterior_batch,), generator=gen).to(device)
+            f_ext = model(self.ext_q[ext_idx])
+        ns, nn_ = len(surf), len(near)
+        terms = {
+            "surface": losses.surface_term(sdf[:ns]),
+            "off_surface": losses.off_surface_term(sdf[ns + nn_ :], cfg.off_surface_alpha),
+            "eikonal": losses.eikonal_term(grad),
+        }
+        weights = {"surface": cfg.w_surface, "off_surface": cfg.w_off_surface, "eikonal": cfg.w_eikonal}
+        if self.nrm is not None and cfg.w_normal > 0:
+            terms["normal"] = losses.normal_term(grad[:ns], self.nrm[idx], oriented=self.oriented)
+            weights["normal"] = cfg.w_normal
+        if self.near_q is not None:
+            f_near, target = sdf[ns : ns + nn_], self.near_d[pool_idx]
+            # Oriented normals give a signed target; otherwise only |f| can be asked for.
+            term = losses.distance_term if self.oriented else losses.unsigned_distance_term
+            terms["distance"] = term(f_near, target)
+            weights["distance"] = cfg.w_distance
+        if self.ext_q is not None:
+            terms["exterior"] = losses.distance_term(f_ext, self.ext_d[ext_idx])
+            weights["exterior"] = cfg.w_exterior
+        w_div = losses.anneal(fraction, cfg.divergence)
+        if w_div > 0:
+            lap = losses.laplacian_fd(model, space[: cfg.divergence_batch], finest_cell(model))
+            terms["divergence"] = losses.divergence_term(lap)
+            weights["divergence"] = w_div
+        return terms, weights
 
 
 def fit_sdf(
@@ -170,109 +239,8 @@ def fit_sdf(
 ) -> DistanceField:
     """Fit an SDF to ``points`` (n, 3) in [-1, 1]^3, optionally with oriented ``normals`` (n, 3).
 
-    Returns the trained field in eval mode on ``device``. Progress is reported as stage 'fit'.
-    With ``checkpoint_path`` and ``config.checkpoint_every`` the state is saved periodically
-    and a matching checkpoint found there is resumed from.
+    Returns the trained field in eval mode on ``device`` (the shared loop of
+    :mod:`recon.fitting`: progress as stage 'fit', checkpoints, cancellation).
     """
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 10:
-        raise ValueError(f"expected points of shape (n>=10, 3), got {points.shape}")
-    if not np.isfinite(points).all():
-        raise ValueError("expected finite point coordinates, got NaN or Inf")
-    device = torch.device(device)
-    rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
-
-    if len(points) > config.max_points:
-        keep = rng.choice(len(points), config.max_points, replace=False)
-        points = points[keep]
-        normals = None if normals is None else normals[keep]
-    oriented = normals is not None
-    if normals is None and config.estimate_normals and config.w_normal > 0:
-        normals = estimate_unoriented_normals(points, config.normal_knn)
-
-    sigma = knn_sigma(points, config.near_knn)
-    near_q = near_d = None
-    if config.w_distance > 0:
-        near_q, near_d = _near_pool(points, normals, sigma, oriented, config.near_pool, rng)
-        near_q = torch.as_tensor(near_q, dtype=torch.float32, device=device)
-        near_d = torch.as_tensor(near_d, dtype=torch.float32, device=device)
-    ext_q = ext_d = None
-    if config.w_exterior > 0:
-        ext_q, ext_d = _exterior_pool(points, 50_000, rng)
-        ext_q = torch.as_tensor(ext_q, dtype=torch.float32, device=device)
-        ext_d = torch.as_tensor(ext_d, dtype=torch.float32, device=device)
-    pts_t = torch.as_tensor(points, dtype=torch.float32, device=device)
-    nrm_t = None if normals is None else torch.as_tensor(normals, dtype=torch.float32, device=device)
-    sig_t = torch.as_tensor(sigma, dtype=torch.float32, device=device)
-
-    model = config.field.build().to(device)
-    optimizer = make_adam(model.parameters(), config.lr, device)
-    gen = torch.Generator(device="cpu").manual_seed(config.seed)
-    fingerprint = config.fingerprint()
-    ckpt = Path(checkpoint_path) if checkpoint_path else None
-    start_step = load_checkpoint(ckpt, model, optimizer, gen, fingerprint, device)
-
-    n = len(points)
-    steps = config.steps
-    model.train()
-    for step in range(start_step, steps):
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        frac = step / max(1, steps)
-        model.set_progress(frac)
-        lr = config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * frac))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-
-        idx = torch.randint(0, n, (min(config.surface_batch, n),), generator=gen).to(device)
-        surf = pts_t[idx]
-        if near_q is not None:
-            pool_idx = torch.randint(0, len(near_q), (config.near_batch,), generator=gen).to(device)
-            near = near_q[pool_idx]
-        else:
-            near_idx = torch.randint(0, n, (config.near_batch,), generator=gen).to(device)
-            near = pts_t[near_idx] + torch.randn(config.near_batch, 3, generator=gen).to(device) * sig_t[near_idx, None]
-        space = torch.rand(config.space_batch, 3, generator=gen).to(device) * 2.0 - 1.0
-        x = torch.cat([surf, near.clamp(-1, 1), space])
-        sdf, grad = model.forward_with_gradient(x, create_graph=True)
-        if ext_q is not None:
-            ext_idx = torch.randint(0, len(ext_q), (config.exterior_batch,), generator=gen).to(device)
-            f_ext = model(ext_q[ext_idx])
-        ns, nn_ = len(surf), len(near)
-        terms = {
-            "surface": losses.surface_term(sdf[:ns]),
-            "off_surface": losses.off_surface_term(sdf[ns + nn_ :], config.off_surface_alpha),
-            "eikonal": losses.eikonal_term(grad),
-        }
-        weights = {"surface": config.w_surface, "off_surface": config.w_off_surface, "eikonal": config.w_eikonal}
-        if nrm_t is not None and config.w_normal > 0:
-            terms["normal"] = losses.normal_term(grad[:ns], nrm_t[idx], oriented=oriented)
-            weights["normal"] = config.w_normal
-        if near_q is not None:
-            f_near = sdf[ns : ns + nn_]
-            target = near_d[pool_idx]
-            terms["distance"] = ((f_near - target).abs() if oriented else (f_near.abs() - target.abs()).abs()).mean()
-            weights["distance"] = config.w_distance
-        if ext_q is not None:
-            terms["exterior"] = (f_ext - ext_d[ext_idx]).abs().mean()
-            weights["exterior"] = config.w_exterior
-        w_div = losses.anneal(frac, config.divergence)
-        if w_div > 0:
-            lap = losses.laplacian_fd(model, space[: config.divergence_batch], _finest_cell(model))
-            terms["divergence"] = losses.divergence_term(lap)
-            weights["divergence"] = w_div
-        loss = optimizer_step(optimizer, terms, weights, step)
-
-        done = step + 1
-        if done % config.log_every == 0 or done == steps:
-            losses_now = {k: v.item() for k, v in terms.items()}
-            losses_now["total"] = loss.item()
-            progress(ProgressEvent(Stage.FIT, done, steps, losses_now))
-        if checkpoint_due(ckpt, config.checkpoint_every, done, steps):
-            save_checkpoint(ckpt, model, optimizer, gen, done, fingerprint)
-
-    model.set_progress(1.0)
-    model.eval()
-    return model
-
+    return fit(DigsFitter(points, normals, config), device=device, progress=progress, cancel=cancel,
+               checkpoint_path=checkpoint_path)

@@ -1,8 +1,9 @@
-"""String-keyed registries (``ENCODINGS``, ``FITTERS``, ...) shared by recon and meshing."""
+"""String-keyed registries (the point-cloud ``LOADERS``): a second registration of a name is an error."""
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -33,25 +33,17 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
+from torch import Tensor
 
-from recon.encodings.hash_grid import HashGridConfig
+from recon import losses
 from recon.fields.hash_udf import HashUDF, HashUDFConfig
+from recon.fitting import Fitter, Schedule, fit, subsample
 from recon.pointcloud import estimate_unoriented_normals, knn_sigma
-from recon.progress import CancelToken, ProgressEvent, ProgressFn, Stage, no_progress
-from recon.training import (
-    checkpoint_due,
-    config_fingerprint,
-    cosine_lr,
-    load_checkpoint,
-    make_adam,
-    optimizer_step,
-    save_checkpoint,
-)
+from recon.progress import CancelToken, ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -121,30 +113,6 @@ class UdfConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
 
-    def fingerprint(self) -> str:
-        """Short hash identifying the configuration (checkpoints resume only on a match)."""
-        return config_fingerprint(self)
-
-
-def _udf_config(steps: int, levels: int, finest: int, log2_table: int, batch: int, hidden: int) -> UdfConfig:
-    """A quarter of each batch on the input points and a quarter on each query pool."""
-    grid = HashGridConfig(n_levels=levels, n_features_per_level=2, log2_hashmap_size=log2_table,
-                          base_resolution=16, finest_resolution=finest)
-    return UdfConfig(field=HashUDFConfig(encoding=grid, hidden_dim=hidden, n_hidden_layers=2), steps=steps,
-                     surface_batch=batch // 4, near_batch=batch // 4, band_batch=batch // 4, space_batch=batch // 4)
-
-
-# Measured on 50k points of a T-shirt on 2 CPU cores, idle: fast 6.6 s, balanced 8.9 s (mean f
-# on the true surface 0.0021 / 0.0009, mean |f - d| within 0.2 of it 0.0060 / 0.0042, normalised
-# units); under load from other jobs 10 s / 22 s. Quality took 115 s under load (0.0007 / 0.0027,
-# with the earlier w_eikonal 2, near_knn 10). A balanced batch of 16384 gave 12.5 s for 0.0040.
-# Per step the cost grows with batch x levels; the grids are those of the SDF presets.
-UDF_PRESETS: dict[str, UdfConfig] = {
-    "fast": _udf_config(150, 8, 128, 15, 8192, 32),
-    "balanced": _udf_config(300, 12, 512, 17, 8192, 32),
-    "quality": _udf_config(600, 14, 1024, 19, 16384, 32),
-}
-
 
 def _targets(tree: cKDTree, points, normals, q) -> tuple[np.ndarray, np.ndarray]:
     """Distance of each query to the input and the unit direction away from it (0 on the input)."""
@@ -196,6 +164,61 @@ def _check_inputs(points, normals) -> tuple[np.ndarray, np.ndarray | None]:
     return points, normals
 
 
+class UdfFitter(Fitter):
+    """The UDF fit of :func:`fit_udf`: its query pools and its per-step loss terms."""
+
+    def __init__(self, points: np.ndarray, normals: np.ndarray | None, config: UdfConfig) -> None:
+        if not isinstance(config, UdfConfig):
+            raise TypeError(f"expected a UdfConfig, got {type(config).__name__}")
+        self.points, self.normals = _check_inputs(points, normals)
+        self.config = config
+        self.schedule = Schedule(steps=config.steps, seed=config.seed, checkpoint_every=config.checkpoint_every,
+                                 log_every=config.log_every, lr=config.lr, lr_final=config.lr_final)
+
+    def prepare(self, rng: np.random.Generator, device: torch.device) -> None:
+        cfg = self.config
+        points, normals = subsample(rng, cfg.max_points, self.points, self.normals)
+        if normals is None and cfg.estimate_normals:
+            normals = estimate_unoriented_normals(points, cfg.normal_knn)
+        tree = cKDTree(points)
+        sigma = knn_sigma(points, cfg.near_knn, tree)
+
+        def tensor(a):
+            return torch.as_tensor(a, dtype=torch.float32, device=device)
+
+        self.pools = {name: tuple(tensor(a) for a in pool)
+                      for name, pool in _pools(points, normals, tree, sigma, cfg, rng).items()}
+        self.batches = {"near": cfg.near_batch, "band": cfg.band_batch, "space": cfg.space_batch}
+        self.pts = tensor(points)
+        self.device = device
+
+    def build(self) -> HashUDF:
+        return self.config.field.build()
+
+    def loss_terms(self, model: HashUDF, gen: torch.Generator, fraction: float
+                   ) -> tuple[dict[str, Tensor], dict[str, float]]:
+        cfg, device, n = self.config, self.device, len(self.pts)
+        idx = torch.randint(0, n, (min(cfg.surface_batch, n),), generator=gen).to(device)
+        picks = {name: torch.randint(0, cfg.pool_size, (b,), generator=gen).to(device)
+                 for name, b in self.batches.items()}
+        q, d, away = (torch.cat([self.pools[name][k][i] for name, i in picks.items()]) for k in range(3))
+        udf, grad = model.forward_with_gradient(q, create_graph=True)
+        signed = model.last_raw
+        n_near = cfg.near_batch + cfg.band_batch
+        far = d > cfg.min_gradient_distance
+        terms = {
+            "surface": losses.surface_term(model(self.pts[idx])),
+            "near": losses.distance_term(udf[:n_near], d[:n_near]),
+            "space": losses.distance_term(udf[n_near:], d[n_near:]),
+            "eikonal": losses.eikonal_term(grad[far]),
+            "direction": losses.direction_term(grad[far], away[far]),
+            "sign": losses.sign_term(signed),
+        }
+        weights = {"sign": cfg.w_sign, "surface": cfg.w_surface, "near": cfg.w_near, "space": cfg.w_space,
+                   "eikonal": cfg.w_eikonal, "direction": cfg.w_direction}
+        return terms, weights
+
+
 def fit_udf(
     points: np.ndarray,
     normals: np.ndarray | None = None,
@@ -209,81 +232,8 @@ def fit_udf(
     """Fit a UDF to ``points`` (n, 3) in [-1, 1]^3, optionally with ``normals`` (n, 3, any sign).
 
     Returns the trained field in eval mode on ``device``; f >= 0, zero on the surface, in
-    normalised units. Progress is reported as stage 'fit'. With ``checkpoint_path`` and
-    ``config.checkpoint_every`` the state is saved periodically and a matching checkpoint found
-    there is resumed from. Raises :class:`recon.progress.Cancelled` when ``cancel`` is set.
+    normalised units. Runs in the shared loop of :mod:`recon.fitting` (progress as stage 'fit',
+    checkpoints, cancellation).
     """
-    if not isinstance(config, UdfConfig):
-        raise TypeError(f"expected a UdfConfig, got {type(config).__name__}")
-    points, normals = _check_inputs(points, normals)
-    device = torch.device(device)
-    rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
-
-    if len(points) > config.max_points:
-        keep = rng.choice(len(points), config.max_points, replace=False)
-        points = points[keep]
-        normals = None if normals is None else normals[keep]
-    if normals is None and config.estimate_normals:
-        normals = estimate_unoriented_normals(points, config.normal_knn)
-    tree = cKDTree(points)
-    sigma = knn_sigma(points, config.near_knn, tree)
-
-    def tensor(a):
-        return torch.as_tensor(a, dtype=torch.float32, device=device)
-
-    pools = {name: tuple(tensor(a) for a in pool) for name, pool in _pools(points, normals, tree, sigma, config, rng).items()}
-    batches = {"near": config.near_batch, "band": config.band_batch, "space": config.space_batch}
-    pts_t = tensor(points)
-
-    model = config.field.build().to(device)
-    optimizer = make_adam(model.parameters(), config.lr, device)
-    gen = torch.Generator(device="cpu").manual_seed(config.seed)
-    fingerprint = config.fingerprint()
-    ckpt = Path(checkpoint_path) if checkpoint_path else None
-    start_step = load_checkpoint(ckpt, model, optimizer, gen, fingerprint, device)
-
-    n, steps = len(points), config.steps
-    model.train()
-    for step in range(start_step, steps):
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        frac = step / steps
-        model.set_progress(frac)
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(frac, config.lr, config.lr_final)
-
-        idx = torch.randint(0, n, (min(config.surface_batch, n),), generator=gen).to(device)
-        picks = {name: torch.randint(0, config.pool_size, (b,), generator=gen).to(device) for name, b in batches.items()}
-        q = torch.cat([pools[name][0][i] for name, i in picks.items()])
-        d = torch.cat([pools[name][1][i] for name, i in picks.items()])
-        away = torch.cat([pools[name][2][i] for name, i in picks.items()])
-        udf, grad = model.forward_with_gradient(q, create_graph=True)
-        signed = model.last_raw
-        n_near = config.near_batch + config.band_batch
-        err = (udf - d).abs()
-        far = d > config.min_gradient_distance
-        terms = {
-            "surface": model(pts_t[idx]).mean(),  # f >= 0, so the mean is the mean |f|
-            "near": err[:n_near].mean(),
-            "space": err[n_near:].mean(),
-            "eikonal": (grad[far].norm(dim=-1) - 1.0).abs().mean() if far.any() else udf.new_zeros(()),
-            "direction": (1.0 - torch.nn.functional.cosine_similarity(grad[far], away[far], dim=-1, eps=1e-8)).mean()
-            if far.any() else udf.new_zeros(()),
-        }
-        terms["sign"] = torch.relu(-signed).mean()
-        weights = {"sign": config.w_sign, "surface": config.w_surface, "near": config.w_near, "space": config.w_space,
-                   "eikonal": config.w_eikonal, "direction": config.w_direction}
-        loss = optimizer_step(optimizer, terms, weights, step)
-
-        done = step + 1
-        if done % config.log_every == 0 or done == steps:
-            losses_now = {k: v.item() for k, v in terms.items()}
-            losses_now["total"] = loss.item()
-            progress(ProgressEvent(Stage.FIT, done, steps, losses_now))
-        if checkpoint_due(ckpt, config.checkpoint_every, done, steps):
-            save_checkpoint(ckpt, model, optimizer, gen, done, fingerprint)
-
-    model.set_progress(1.0)
-    model.eval()
-    return model
+    return fit(UdfFitter(points, normals, config), device=device, progress=progress, cancel=cancel,
+               checkpoint_path=checkpoint_path)

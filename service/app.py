@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 
-from service.api import artifacts, batches, health, jobs, uploads, web
+from service.api import artifacts, batches, health, jobs, methods, uploads, web
 from service.api import errors as domain_errors
 from service.api.openapi_bodies import add_components
 from service.context import ServiceContext
@@ -95,10 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                 {"name": "batches", "description": "Many jobs at once."},
                                 {"name": "uploads", "description": "Input files, uploaded once."},
                                 {"name": "artifacts", "description": "Meshes and metrics of finished jobs."},
+                                {"name": "methods", "description": "The reconstruction methods."},
                                 {"name": "health", "description": "Probes."}])
     install_problems(app)
     domain_errors.install(app)
-    for module in (jobs, artifacts, batches, uploads, health):
+    for module in (jobs, artifacts, batches, uploads, methods, health):
         app.include_router(module.router)
     web.install(app)
 

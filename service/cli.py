@@ -8,8 +8,8 @@ import json
 import logging
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -49,8 +49,10 @@ def _progress_bar(quiet: bool):
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from recon.pipeline import JobSpec, run
+    from recon.methods import get_method, method_names
+    from recon.pipeline import run
     from recon.progress import Cancelled
+    from recon.spec import JobSpec
 
     out = Path(args.output)
     fmt = out.suffix.lower().lstrip(".")
@@ -60,12 +62,14 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     if not Path(args.input).exists():
         print(f"error: input file not found: {args.input}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.method != "neus" and (Path(args.input).is_dir() or Path(args.input).suffix.lower() in (".json", ".zip")):
-        print(f"error: {args.input} looks like posed images; reconstruct them with --method neus", file=sys.stderr)
+    takes_images = get_method(args.method).input_kind == "images"
+    image_methods = " or ".join(f"--method {m}" for m in method_names("images"))
+    if not takes_images and (Path(args.input).is_dir() or Path(args.input).suffix.lower() in (".json", ".zip")):
+        print(f"error: {args.input} looks like posed images; reconstruct them with {image_methods}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.method == "neus" and not args.quiet:
+    if takes_images and not args.quiet:
         held = f"views 0, {args.holdout_every}, ... held out for PSNR" if args.holdout_every > 0 else "no view held out"
-        print(f"neus: fitting a surface to the posed images in {args.input} ({args.preset} preset, {held}); "
+        print(f"{args.method}: fitting a surface to the posed images in {args.input} ({args.preset} preset, {held}); "
               f"on a CPU this takes minutes", file=sys.stderr)
     try:
         spec = JobSpec(method=args.method, extractor=args.extractor, preset=args.preset, resolution=args.resolution, formats=[fmt],
@@ -89,14 +93,14 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         return EXIT_CANCELLED
     except (ValueError, OSError) as e:
         close()
-        hint = " (posed images? reconstruct them with --method neus)" if args.method != "neus" and "poses" in str(e) else ""
+        hint = f" (posed images? reconstruct them with {image_methods})" if not takes_images and "poses" in str(e) else ""
         print(f"error: {e}{hint}", file=sys.stderr)
         return EXIT_BAD_INPUT
     _report(result.metrics, result.mesh, out, args.metrics_json, args.quiet)
     return EXIT_OK
 
 
-def _report(metrics: dict, mesh, out: Path, metrics_json: Optional[str], quiet: bool) -> None:
+def _report(metrics: dict, mesh, out: Path, metrics_json: str | None, quiet: bool) -> None:
     if metrics_json:
         Path(metrics_json).write_text(json.dumps(metrics, indent=2))
     if quiet:
@@ -136,22 +140,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from recon.extraction import EXTRACTORS
+    from recon.methods import (
+        DEFAULT_METHOD,
+        PRESET_NAMES,
+        default_extractors,
+        describe_methods,
+        method_names,
+    )
+
     p = argparse.ArgumentParser(prog="surfrecon", description="Surface reconstruction: point clouds to meshes.")
     p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("reconstruct", help="reconstruct a mesh from a point cloud file or posed images")
-    r.add_argument("input", help="point cloud: .ply .xyz .txt .npy .npz .obj .las .laz; with --method neus, posed "
+    images = " or ".join(f"--method {m}" for m in method_names("images"))
+    r.add_argument("input", help=f"point cloud: .ply .xyz .txt .npy .npz .obj .las .laz; with {images}, posed "
                                  "images: a directory (NeuS cameras_sphere.npz, transforms.json or COLMAP sparse/), a "
                                  "transforms.json, a NeRF-style .npz (images, poses, focal) or a .zip of a directory")
     r.add_argument("-o", "--output", required=True, help="output mesh: .ply .obj .glb or .stl")
-    r.add_argument("--method", choices=["digs", "poisson", "udf", "neus"], default="digs",
-                   help="digs: neural SDF (closed surfaces); poisson: screened Poisson; udf: neural unsigned "
-                        "distance field (open surfaces: garments, leaves, single-sided scans); neus: coloured "
-                        "surface from posed images (NeuS volume rendering of a hash-grid SDF)")
-    r.add_argument("--extractor", choices=["marching_cubes", "dualmesh_udf"], default=None,
-                   help="mesh extraction (default: marching_cubes for digs, dualmesh_udf for udf)")
-    r.add_argument("--preset", choices=["fast", "balanced", "quality"], default="balanced")
+    r.add_argument("--method", choices=method_names(), default=DEFAULT_METHOD, help=describe_methods())
+    r.add_argument("--extractor", choices=list(EXTRACTORS), default=None,
+                   help=f"mesh extraction (default: {default_extractors()})")
+    r.add_argument("--preset", choices=PRESET_NAMES, default="balanced")
     r.add_argument("--resolution", type=int, default=None, help="marching-cubes resolution (32-1024)")
     r.add_argument("--gt", default=None, help="ground-truth mesh for metrics")
     r.add_argument("--metrics-json", default=None, help="write all metrics to this JSON file")
@@ -159,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-fit-points", type=int, default=None, help="subsample the input to this many points for fitting")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     r.add_argument("--holdout-every", type=int, default=8, metavar="K",
-                   help="neus: leave every K-th view out of the fit and report PSNR on it (0: use all views)")
+                   help=f"{', '.join(method_names('images'))}: leave every K-th view out of the fit and report "
+                        "PSNR on it (0: use all views)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     r.set_defaults(func=_cmd_reconstruct)
 
@@ -181,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -294,12 +294,16 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub) -> None:
     """Register ``submit``, ``jobs`` and ``cancel`` on the CLI's subparsers."""
+    from recon.extraction import EXTRACTORS
+    from recon.methods import PRESET_NAMES, method_names
+
+    images = " or ".join(f"--method {m}" for m in method_names("images"))
     s = sub.add_parser("submit", help="submit point clouds (or image-set zips) to a surfrecon server")
-    s.add_argument("files", nargs="+", help="point cloud files (or, with --method neus, .zip image sets), one job each")
+    s.add_argument("files", nargs="+", help=f"point cloud files (or, with {images}, .zip image sets), one job each")
     _connection_args(s)
-    s.add_argument("--method", choices=["digs", "poisson", "udf", "neus"], default=None)
-    s.add_argument("--extractor", choices=["marching_cubes", "dualmesh_udf"], default=None)
-    s.add_argument("--preset", choices=["fast", "balanced", "quality"], default=None)
+    s.add_argument("--method", choices=method_names(), default=None)
+    s.add_argument("--extractor", choices=list(EXTRACTORS), default=None)
+    s.add_argument("--preset", choices=PRESET_NAMES, default=None)
     s.add_argument("--format", action="append", default=None, help="mesh format(s): ply obj glb stl (repeat or comma)")
     s.add_argument("--resolution", type=int, default=None)
     s.add_argument("--seed", type=int, default=None)

@@ -14,7 +14,8 @@ import anyio
 from fastapi import Request
 from pydantic import ValidationError
 
-from recon.pipeline import JobSpec
+from recon.methods import DEFAULT_METHOD, get_method
+from recon.spec import JobSpec
 from service.api.schemas import BatchCreate, JobCreate
 from service.auth import Principal
 from service.context import ServiceContext
@@ -81,8 +82,9 @@ async def _validated(ctx: ServiceContext, part: FilePart, kind: str) -> None:
 
 
 def input_kind(spec: dict) -> str:
-    """The upload kind a job's method reads: an image-set archive for 'neus', else a point cloud."""
-    return "images" if spec.get("method") == "neus" else "points"
+    """The upload kind a (validated) job spec's method reads, from the method table: 'images' (an
+    image-set archive) or 'points' (a point cloud)."""
+    return get_method(spec.get("method", DEFAULT_METHOD)).input_kind
 
 
 _KIND_NAMES = {"points": "a point cloud", "images": "an image set", "mesh": "a mesh"}

@@ -238,8 +238,8 @@ def _validate_mesh(path: Path, name: str) -> None:
 
 def _validate_images(path: Path, name: str, scratch: Path, max_bytes: int, max_members: int) -> None:
     from recon.io import InputError
-    from recon.io.archive import detail_within, find_dataset_root, safe_extract
-    from recon.io.multiview import probe_multiview
+    from recon.io.archive import detail_within, safe_extract
+    from recon.io.multiview import find_dataset_root, probe_multiview
 
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix="unzip-") as tmp:
@@ -252,15 +252,24 @@ def _validate_images(path: Path, name: str, scratch: Path, max_bytes: int, max_m
             raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: could not read the image set ({type(e).__name__})")
 
 
+def _image_methods() -> tuple[str, str]:
+    """("method 'neus'", "s"): the methods that take image sets, for messages, and the verb's ending."""
+    from recon.methods import method_names, quoted
+
+    names = method_names("images")
+    return quoted(names), "s" if len(names) == 1 else ""
+
+
 async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: int,
                         limiter: anyio.CapacityLimiter, scratch: Path | None = None,
                         max_archive_bytes: int = 2 << 30, max_archive_members: int = 4096) -> None:
     """422 problem unless ``part`` is a usable point cloud (kind 'points'), mesh ('mesh') or
     image-set archive ('images')."""
+    image_methods, verb_s = _image_methods()
     if kind == "images":
         if part.suffix not in IMAGE_SET_SUFFIXES:
             raise Problem(422, InputErrorCode.UNSUPPORTED_FORMAT,
-                          f"{part.filename}: method 'neus' takes posed images as a .zip archive, "
+                          f"{part.filename}: {image_methods} take{verb_s} posed images as a .zip archive, "
                           f"got {part.suffix or 'no suffix'!r}")
         if full:
             await anyio.to_thread.run_sync(_validate_images, part.path, part.filename,
@@ -278,8 +287,8 @@ async def validate_file(part: FilePart, *, kind: str, full: bool, max_points: in
 
     if part.suffix in IMAGE_SET_SUFFIXES:
         raise Problem(422, InputErrorCode.UNSUPPORTED_FORMAT,
-                      f"{part.filename}: a {part.suffix} archive is an image set, which only method 'neus' "
-                      f"reconstructs; point-cloud methods take one of {', '.join(sorted(LOADERS))}")
+                      f"{part.filename}: a {part.suffix} archive is an image set, which only {image_methods} "
+                      f"reconstruct{verb_s}; point-cloud methods take one of {', '.join(sorted(LOADERS))}")
     if part.suffix not in LOADERS:
         raise Problem(422, InputErrorCode.UNSUPPORTED_FORMAT,
                       f"{part.filename}: expected one of {', '.join(sorted(LOADERS))}, got {part.suffix or 'no suffix'!r}")

@@ -20,7 +20,7 @@ agree to float32 rounding (~1e-7 relative), not bit for bit.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,12 +75,31 @@ class HashGridConfig:
         )
 
     def build(self) -> Encoding:
-        """Instantiate the encoding: a :class:`HashGrid`, or a ``TcnnHashGrid`` on CUDA."""
-        from recon.encodings import tcnn
-
-        if self.backend == "tcnn" or (self.backend == "auto" and tcnn.tcnn_usable()):
-            return tcnn.TcnnHashGrid(self)
+        """Instantiate the encoding: a :class:`HashGrid`, or the accelerated backend named by
+        ``backend`` (with 'auto': the first one usable here, e.g. tiny-cuda-nn on CUDA)."""
+        if self.backend in ACCELERATED:
+            return ACCELERATED[self.backend].build(self)
+        if self.backend == "auto":
+            for accel in ACCELERATED.values():
+                if accel.usable():
+                    return accel.build(self)
         return HashGrid(self)
+
+
+@dataclass(frozen=True)
+class AcceleratedBackend:
+    """An optional hash-grid implementation behind the :class:`HashGridConfig` interface."""
+
+    usable: Callable[[], bool]
+    """Whether it can run on this machine (checked by backend 'auto'; cheap, imports nothing heavy)."""
+    build: Callable[[HashGridConfig], Encoding]
+    """Construct it from a config (raises a clear error when it cannot run here)."""
+
+
+ACCELERATED: dict[str, AcceleratedBackend] = {}
+"""Backend name -> accelerated backend. ``recon.encodings.tcnn`` adds 'tcnn' (the package's
+``__init__`` imports it, so it is registered before any config is built); the backend depends on
+this module, never the other way round."""
 
 
 @dataclass(frozen=True)
@@ -234,8 +253,8 @@ class HashGrid(Encoding):
 
     def __init__(self, config: HashGridConfig = HashGridConfig()) -> None:
         super().__init__()
-        if config.backend == "tcnn":
-            raise ValueError("backend='tcnn' is provided by TcnnHashGrid; use config.build()")
+        if config.backend in ACCELERATED:
+            raise ValueError(f"backend={config.backend!r} is provided by another module; use config.build()")
         self.config = config
         self.layout = LevelLayout.from_config(config)
         table = torch.empty(self.layout.n_rows, config.n_features_per_level)

@@ -2,8 +2,9 @@
 
 tiny-cuda-nn is not a dependency: ``import recon.encodings`` never imports it, and
 :class:`TcnnHashGrid` raises a clear ``ImportError`` only when constructed without it.
-``HashGridConfig(backend="auto").build()`` picks it only when a CUDA device is present and
-``tinycudann`` is importable.
+It registers itself as the hash grid's accelerated backend 'tcnn' (``recon.encodings.__init__``
+imports this module), so ``HashGridConfig(backend="auto").build()`` picks it when a CUDA device
+is present and ``tinycudann`` is importable.
 
 Its parameterisation follows tiny-cuda-nn (vertex offsets, table alignment), so its parameters
 are not interchangeable with :class:`~recon.encodings.hash_grid.HashGrid`'s ``table``.
@@ -12,15 +13,12 @@ are not interchangeable with :class:`~recon.encodings.hash_grid.HashGrid`'s ``ta
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from recon.encodings.base import Encoding
-
-if TYPE_CHECKING:
-    from recon.encodings.hash_grid import HashGridConfig
+from recon.encodings.hash_grid import ACCELERATED, AcceleratedBackend, HashGridConfig
 
 INSTALL_HINT = (
     "backend 'tcnn' needs tiny-cuda-nn's PyTorch bindings and a CUDA GPU: "
@@ -99,3 +97,8 @@ class TcnnHashGrid(Encoding):
             rows.append(g.reshape(-1, 3))
         jac = torch.stack(rows, dim=1)
         return enc, jac.reshape(*x.shape[:-1], self.out_dim, 3)
+
+
+if "tcnn" in ACCELERATED:
+    raise KeyError("hash-grid backend 'tcnn' is already registered")
+ACCELERATED["tcnn"] = AcceleratedBackend(usable=tcnn_usable, build=TcnnHashGrid)

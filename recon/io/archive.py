@@ -1,4 +1,4 @@
-"""Safe extraction of user-supplied zip archives, and loading an image set from one.
+"""Safe extraction of user-supplied zip archives (image sets arrive as zips).
 
 A zip from the outside can try to write outside the extraction folder (absolute names,
 ``..``, symlinks), create devices, overwrite one member by another of the same name, or
@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import stat
 import struct
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -171,47 +170,6 @@ def safe_extract(zip_path: str | Path, dest: str | Path, *, max_members: int = A
         # NotImplementedError: unknown compression method; RuntimeError: encryption.
         raise InputError(f"cannot extract the archive: {e}", code=MALFORMED_FILE, path=zip_path) from e
     return written
-
-
-def find_dataset_root(folder: Path) -> Path:
-    """The folder (or file) inside an extracted archive that holds the image set.
-
-    The archive's top level itself, or its single top-level folder (macOS ``__MACOSX`` and
-    hidden entries ignored), or a lone ``.npz`` or ``transforms*.json``.
-    """
-    from recon.io.multiview import detect_layout
-
-    cur = folder
-    for _ in range(3):
-        if detect_layout(cur):
-            return cur
-        entries = [p for p in cur.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-        npz = [p for p in entries if p.is_file() and p.suffix.lower() == ".npz"]
-        if len(npz) == 1 and len(entries) == 1:
-            return npz[0]
-        dirs = [p for p in entries if p.is_dir()]
-        if len(dirs) != 1 or len(entries) != 1:
-            break
-        cur = dirs[0]
-    raise InputError("the archive holds no image set: expected a NeuS folder (cameras_sphere.npz, image/), a "
-                     "transforms.json with its images, a COLMAP project (sparse/, images/) or one .npz, at the top "
-                     "level or in a single top-level folder", code=UNSUPPORTED_FORMAT)
-
-
-def load_multiview_zip(path: Path, *, limits: ArchiveLimits | None = None, **kwargs):
-    """Extract ``path`` safely into a temporary folder and load the image set in it."""
-    from recon.io.multiview import load_multiview
-
-    limits = limits or ArchiveLimits()
-    with tempfile.TemporaryDirectory(prefix="surfrecon-zip-") as tmp:
-        safe_extract(path, tmp, max_members=limits.max_members, max_total_bytes=limits.max_total_bytes,
-                     max_ratio=limits.max_ratio)
-        try:
-            root = find_dataset_root(Path(tmp))
-            ds = load_multiview(root, **kwargs)
-        except InputError as e:  # name the archive, not the temporary folder
-            raise InputError(detail_within(e, Path(tmp)), code=e.code, path=path) from e
-    return ds
 
 
 def detail_within(err: InputError, folder: Path) -> str:

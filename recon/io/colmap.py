@@ -20,16 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from recon.io.dataset import MultiviewDataset, is_header_only, validate_dataset
 from recon.io.errors import MALFORMED_FILE, NOT_FOUND, UNSUPPORTED_FORMAT, InputError
-from recon.io.multiview import (
-    MultiviewDataset,
+from recon.io.images import (
     check_pixel_budget,
     drop_placeholder_masks,
     read_image,
     read_mask,
-    reading_headers_only,
     stack_images,
-    validate_dataset,
 )
 from recon.io.normalize import Normalization
 from recon.io.scene_bounds import normalize_views
@@ -105,7 +103,7 @@ def load_colmap(root: Path, *, normalization: str = "auto", background: float = 
         H, W = rgb.shape[:2]
         mask_file = _find_mask(root, img.name)
         mask = None if mask_file is None else read_mask(mask_file)
-        if distorted and not reading_headers_only():
+        if distorted and not is_header_only():
             key = (img.camera_id, W, H)
             if key not in maps:
                 maps[key] = undistortion_map(cam, W, H, path=model_dir)

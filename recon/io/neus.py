@@ -20,19 +20,16 @@ from pathlib import Path
 import numpy as np
 from scipy.linalg import rq
 
+from recon.io.dataset import OPENGL_TO_OPENCV, MultiviewDataset, is_header_only, validate_dataset
 from recon.io.errors import IMAGE_TOO_LARGE, MALFORMED_FILE, NON_FINITE, NOT_FOUND, InputError
-from recon.io.multiview import (
+from recon.io.images import (
     MAX_TOTAL_PIXELS,
-    OPENGL_TO_OPENCV,
-    MultiviewDataset,
     check_pixel_budget,
     composite_on_background,
     drop_placeholder_masks,
-    is_header_only,
     read_image,
     read_mask,
     stack_images,
-    validate_dataset,
 )
 from recon.io.normalize import Normalization
 from recon.io.scene_bounds import check_framing, normalize_views

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recon.io.dataset import MultiviewDataset, apply_normalization, is_header_only
 from recon.io.errors import DEGENERATE, InputError, InputWarning
-from recon.io.multiview import MultiviewDataset, apply_normalization, is_header_only
 from recon.io.normalize import Normalization
 
 MODES = ("auto", "masks", "sparse_points", "cameras", "none")

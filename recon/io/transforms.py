@@ -30,18 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
+from recon.io.dataset import OPENGL_TO_OPENCV, MultiviewDataset, is_header_only, validate_dataset
 from recon.io.errors import MALFORMED_FILE, NON_FINITE, NOT_FOUND, UNSUPPORTED_FORMAT, InputError
-from recon.io.multiview import (
-    OPENGL_TO_OPENCV,
-    MultiviewDataset,
+from recon.io.images import (
     check_pixel_budget,
     composite_on_background,
     drop_placeholder_masks,
     read_image,
     read_mask,
-    reading_headers_only,
     stack_images,
-    validate_dataset,
 )
 from recon.io.normalize import Normalization
 from recon.io.scene_bounds import check_framing, normalize_views
@@ -180,7 +177,7 @@ def load_transforms(path: Path, *, background: float = 1.0, normalization: str =
         c2w[: m.shape[0]] = m
         K = _intrinsics(meta, fr, rgb.shape[:2], json_path=json_path, idx=i)
         coeffs = _distortion(meta, fr, json_path=json_path)
-        if coeffs and not reading_headers_only():
+        if coeffs and not is_header_only():
             H, W = rgb.shape[:2]
             coords = undistortion_map(opencv_camera(K, W, H, **coeffs), W, H, path=json_path, what=f"frame {i}: ")
             rgb = remap(rgb, coords)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from recon.methods import method_names, quoted
 from service.api.schemas import BatchCreate, JobCreate
 
 _REF = "#/components/schemas/{model}"
@@ -16,11 +17,16 @@ _SPEC_FIELD = {"type": "string", "contentMediaType": "application/json",
 _FILE = {"type": "string", "format": "binary"}
 
 
+def _image_methods() -> str:
+    return quoted(method_names("images"), quote="")
+
+
 def job_create_body() -> dict[str, Any]:
     return {"required": True, "content": {
         "multipart/form-data": {
             "schema": {"type": "object", "required": ["file"], "properties": {
-                "file": {**_FILE, "description": "Point cloud: .ply .xyz .txt .pts .npy .npz .obj .off .stl .las .laz; for method neus, a .zip of posed images"},
+                "file": {**_FILE, "description": "Point cloud: .ply .xyz .txt .pts .npy .npz .obj .off .stl .las .laz; "
+                                           f"for {_image_methods()}, a .zip of posed images"},
                 "spec": _SPEC_FIELD,
                 "gt_file": {**_FILE, "description": "Optional ground-truth mesh for metrics: .ply .obj .glb .stl .off"},
             }},
@@ -34,7 +40,8 @@ def batch_create_body() -> dict[str, Any]:
     return {"required": True, "content": {
         "multipart/form-data": {
             "schema": {"type": "object", "required": ["file"], "properties": {
-                "file": {"type": "array", "items": _FILE, "description": "One input per job (repeat the part): a point cloud, or a .zip of posed images for method neus."},
+                "file": {"type": "array", "items": _FILE, "description": "One input per job (repeat the part): a point cloud, or a .zip of "
+                                                                      f"posed images for {_image_methods()}."},
                 "spec": _SPEC_FIELD,
             }},
             "encoding": {"spec": {"contentType": "application/json"}}},

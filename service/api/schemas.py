@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recon.pipeline import JobSpec
+from recon.methods import method_names, quoted
+from recon.spec import JobSpec
 from service.jobs.models import Batch, Job, Upload
 from service.jobs.states import FINAL_STATUSES, JobStatus
 
@@ -45,7 +46,7 @@ class JobCreate(BaseModel):
     spec: JobSpec = Field(default_factory=JobSpec, description="What to reconstruct and how.")
     upload_id: str = Field(min_length=1, max_length=64,
                            description="Id of an uploaded point cloud (kind=points), or image set (kind=images) "
-                                       "for method neus.")
+                                       f"for {quoted(method_names('images'), quote='')}.")
     gt_upload_id: str | None = Field(None, min_length=1, max_length=64,
                                         description="Id of an uploaded ground-truth mesh (kind=mesh) for metrics.")
 

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from recon.methods import method_names, quoted
 from service.api import openapi_bodies as bodies
 from service.api.deps import CtxDep, PrincipalDep
 from service.api.schemas import UploadPublic, upload_public
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 @router.post("", status_code=201, response_model=UploadPublic, summary="Upload an input file",
              description="Streams the `file` part to storage (refused with 413 past the size cap) and validates "
                          "it: a point cloud for `kind=points`, a mesh for `kind=mesh`, a .zip of posed images "
-                         "(for method `neus`) for `kind=images`.",
+                         f"(for {quoted(method_names('images'), quote='`')}) for `kind=images`.",
              responses=responses(400, 401, 413, 415, 422), openapi_extra={"requestBody": bodies.upload_body()})
 async def create_upload(
     request: Request, response: Response, ctx: CtxDep, principal: PrincipalDep,

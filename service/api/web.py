@@ -74,7 +74,7 @@ async def input_points(
 
 def _load_points(ctx: ServiceContext, job: Job, max_points: int) -> tuple[np.ndarray, int]:
     """(<= max_points, 3) points of the job's stored input and the file's point count."""
-    from recon.io import InputError, load_point_cloud
+    from recon.io import InputError, load_point_cloud, subsample
 
     key = job.input["key"]
     with tempfile.TemporaryDirectory(dir=ctx.settings.scratch_dir) as tmp:
@@ -85,14 +85,10 @@ def _load_points(ctx: ServiceContext, job: Job, max_points: int) -> tuple[np.nda
         if not path.is_file():
             raise Problem(404, InputErrorCode.NOT_FOUND, f"the input of job {job.id!r} is missing from storage")
         try:
-            points = load_point_cloud(path, min_points=1).points
+            cloud = load_point_cloud(path, min_points=1)
         except InputError as e:  # only when the file changed after submission; name the client's file
             raise Problem(422, e.code, f"{job.input['name']}: {e.detail}")
-    total = len(points)
-    if total > max_points:
-        keep = np.sort(np.random.default_rng(0).choice(total, size=max_points, replace=False))
-        points = points[keep]
-    return points, total
+    return subsample(cloud, max_points, seed=0).points, len(cloud)
 
 
 def install(app: FastAPI) -> None:

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from meshing import mesh as M
-from meshing.analytic import (
+from meshing.dualmesh_udf import UDFExtractStats, extract_udf
+from meshing.metrics import chamfer_l1, f_score, normal_consistency, point_to_mesh
+from tests.support.analytic import (
     SHAPES,
     R,
     hemisphere_udf,
     sphere_samples,
     sphere_udf,
 )
-from meshing.dualmesh_udf import UDFExtractStats, extract_udf
-from meshing.metrics import chamfer_l1, f_score, normal_consistency, point_to_mesh
 
 DEPTH = 7
 CELL = 2.0 / 2**DEPTH  # finest cell edge over the default bounds (the lattice is ~0.2% wider)
@@ -291,13 +291,14 @@ def _grid_with_holes():
 
 
 def test_small_holes_are_closed_and_the_rim_kept():
-    from meshing.dualmesh_udf import _boundary_loops, _Evaluator, _fill_small_holes
+    from meshing.dualmesh_udf import _boundary_loops, _fill_small_holes
+    from meshing.evaluator import FieldEvaluator
 
     vert, faces = _grid_with_holes()
     loops = _boundary_loops(faces)
     # The rim (24 edges), the two unit holes split apart at the vertex they share, the 2x2 hole.
     assert sorted(len(lp) for lp in loops) == [4, 4, 8, 24]
-    ev = _Evaluator(lambda x: x[:, 2].abs() + 0.0 * x.sum(1), 2**16, "cpu", fd_step=1e-3)
+    ev = FieldEvaluator(lambda x: x[:, 2].abs() + 0.0 * x.sum(1), 2**16, "cpu", fd_step=1e-3)
     for limit, closed, area in ((4.5, 2, 36 - 4), (8.5, 3, 36), (0, 0, 36 - 6)):
         v, f, n = _fill_small_holes(ev, vert, faces, limit)
         mesh = M.Mesh(v, f)

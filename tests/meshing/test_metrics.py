@@ -9,7 +9,6 @@ import trimesh
 from meshing import metrics as MT
 from meshing.mesh import Mesh
 from meshing.metrics import (
-    METRICS,
     chamfer_l1,
     chamfer_l2,
     evaluate_against_points,
@@ -101,17 +100,6 @@ def test_f_score_and_normal_errors():
         f_score(p, p, 0.0)
     with pytest.raises(ValueError, match="shape"):
         normal_consistency(p, np.ones((4, 3)), p, np.ones((5, 3)))
-
-
-def test_registry():
-    assert set(METRICS) == {
-        "chamfer_l1",
-        "chamfer_l2",
-        "f_score",
-        "normal_consistency",
-        "hausdorff",
-    }
-    assert METRICS["chamfer_l1"] is chamfer_l1
 
 
 def test_evaluate_meshes_same_and_offset():

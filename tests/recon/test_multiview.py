@@ -12,9 +12,9 @@ import torch
 
 from recon.encodings.hash_grid import HashGridConfig
 from recon.fields.hash_sdf import HashSDFConfig
-from recon.io.multiview import MultiviewDataset
+from recon.io.dataset import MultiviewDataset, split_views
 from recon.io.normalize import Normalization
-from recon.multiview import NeusConfig, extract_mesh, fit_neus, render_views, split_views
+from recon.multiview import NeusConfig, extract_mesh, fit_neus, render_views
 from recon.progress import Cancelled, CancelToken
 
 RADIUS = 0.5

@@ -10,7 +10,7 @@ from test_multiview import sphere_scene, tiny_config
 
 from meshing.export import load_mesh, save_mesh
 from meshing.mesh import Mesh
-from recon import presets
+from recon.methods import get_method
 from recon.pipeline import JobSpec, run
 
 CENTER = np.array([1.0, -2.0, 0.5])
@@ -39,8 +39,8 @@ def icosphere(radius, center, subdivisions=3) -> Mesh:
 @pytest.fixture
 def tiny_preset(monkeypatch):
     """The 'fast' preset with the test-sized NeuS model (the pipeline is under test, not the preset)."""
-    tiny = replace(presets.PRESETS["fast"], neus=tiny_config(steps=120))
-    monkeypatch.setitem(presets.PRESETS, "fast", tiny)
+    presets = get_method("neus").presets
+    monkeypatch.setitem(presets, "fast", replace(presets["fast"], fit=tiny_config(steps=120)))
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

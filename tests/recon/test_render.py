@@ -8,7 +8,7 @@ from scipy.ndimage import distance_transform_edt
 from meshing.export import load_mesh
 from meshing.mesh import Mesh
 from recon.io import validate_dataset
-from recon.render import (
+from tests.support.render import (
     AMBIENT,
     LIGHT_DIR,
     look_at,

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from recon.fields.hash_udf import HashUDF, HashUDFConfig
+from recon.methods import get_method
 from recon.progress import Cancelled, CancelToken
-from recon.udf import UDF_PRESETS, UdfConfig, fit_udf
+from recon.udf import UdfConfig, fit_udf
 
 R = 0.6
-FAST = UDF_PRESETS["fast"]
+FAST = get_method("udf").presets["fast"].fit
 TINY = replace(FAST, steps=20, pool_size=20_000, log_every=5)
 
 
@@ -179,8 +180,9 @@ def test_bad_config_rejected(kwargs, match):
 
 
 def test_presets_are_udf_configs():
-    assert set(UDF_PRESETS) == {"fast", "balanced", "quality"}
-    assert all(isinstance(c, UdfConfig) and isinstance(c.field, HashUDFConfig) for c in UDF_PRESETS.values())
+    presets = get_method("udf").presets
+    assert set(presets) == {"fast", "balanced", "quality"}
+    assert all(isinstance(p.fit, UdfConfig) and isinstance(p.fit.field, HashUDFConfig) for p in presets.values())
 
 
 def test_disc_udf_has_no_spurious_zero_sheets(disc_udf):

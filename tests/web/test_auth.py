@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 from svc_helpers import serve_process
-from web_helpers import drawn_fraction, needs_chromium
+from web_helpers import drawn_fraction, needs_chromium, open_page
 
 from meshing.export import load_mesh
 
@@ -53,7 +53,7 @@ def new_page(browser, keyed_server):
 def test_keys_entered_once_kept_and_scoped(new_page, keyed_server, clouds, tmp_path):
     _, key_a, key_b = keyed_server
     page = new_page()
-    page.goto("/")
+    open_page(page, "/")
     # Without a key the job list cannot load: the key field is opened and says why.
     page.wait_for_function("document.getElementById('key-error').textContent.length > 0")
     assert "needs a valid API key" in page.text_content("#jobs-error")
@@ -96,11 +96,11 @@ def test_keys_entered_once_kept_and_scoped(new_page, keyed_server, clouds, tmp_p
 
     # Another person's key sees neither the job in the list nor the job itself.
     other = new_page()
-    other.goto("/")
+    open_page(other, "/")
     other.fill("#api-key", key_b)
     other.press("#api-key", "Enter")
     other.wait_for_function("document.getElementById('jobs').textContent.includes('No jobs yet')")
-    other.goto(f"/#job={job_id}")
+    open_page(other, f"/#job={job_id}")
     other.reload()
     other.wait_for_function("document.getElementById('form-error').textContent.length > 0")
     assert "belongs to another API key" in other.text_content("#form-error")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from web_helpers import needs_chromium
+from web_helpers import needs_chromium, open_page
 
 pytestmark = needs_chromium
 
 
 def _submit(page, path) -> None:
-    page.goto("/")
+    open_page(page, "/")
     page.set_input_files("#file", str(path))
     page.select_option("#method", "poisson")
     page.check("input[name=preset][value=fast]")
@@ -18,7 +18,7 @@ def _submit(page, path) -> None:
 
 
 def test_malformed_file_is_explained_next_to_the_picker(page, clouds):
-    page.goto("/")
+    open_page(page, "/")
     page.set_input_files("#file", str(clouds["malformed"]))
     # The browser's own reading finds the bad line before anything is sent...
     page.wait_for_function("document.getElementById('file-error').textContent.includes('line 2')")

@@ -9,7 +9,7 @@ import struct
 
 import numpy as np
 import pytest
-from web_helpers import needs_chromium
+from web_helpers import needs_chromium, open_page
 
 pytestmark = needs_chromium
 
@@ -98,7 +98,7 @@ def _parse(page, name: str, data, full: bool = True) -> dict:
 
 @pytest.fixture
 def blank(page):
-    page.goto("/")
+    open_page(page, "/")
     return page
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from web_helpers import drawn_fraction, needs_chromium
+from web_helpers import drawn_fraction, needs_chromium, open_page
 
 from meshing.export import load_mesh
 from meshing.metrics import evaluate_meshes
@@ -28,7 +28,7 @@ RECORD_STAGES = """() => {
 
 
 def test_preview_submit_view_download(page, web_server, clouds, tmp_path):
-    page.goto("/")
+    open_page(page, "/")
     assert page.title().startswith("surfrecon")
 
     # Preview before submission: the browser parsed the file and drew its points.
@@ -98,7 +98,7 @@ def test_preview_submit_view_download(page, web_server, clouds, tmp_path):
                            ".startsWith('data:image/png')", timeout=30_000)
 
     # Reopening from the list in a new page (fresh state) shows the job again, input points from the server.
-    page.goto("/")
+    open_page(page, "/")
     page.locator(f"#jobs button[data-id='{job_id}']").click()
     page.wait_for_function("document.getElementById('view-info').textContent.includes('triangles')")
     assert page.text_content("#job-name") == "sphere.xyz"
@@ -110,7 +110,7 @@ def test_remesh_a_real_mesh(page, web_server, shared_data, tmp_path):
     """A mesh in, re-meshed by screened Poisson from its vertices; close to the original."""
     source = shared_data / "meshes" / "spot" / "spot.obj"
     reference = load_mesh(source)
-    page.goto("/")
+    open_page(page, "/")
     page.set_input_files("#file", str(source))
     page.wait_for_function("document.getElementById('view-info').textContent.includes('Preview')")
     assert f"{reference.n_vertices:,} points" in page.text_content("#file-info")  # OBJ vertices
@@ -136,7 +136,7 @@ def test_remesh_a_real_mesh(page, web_server, shared_data, tmp_path):
 def test_the_default_neural_fit_runs_to_a_mesh(page, web_server, clouds, tmp_path):
     """The default method (the neural fit) with the fast preset, left to finish: the page shows
     the learnt surface, and the served mesh is the unit sphere the points came from."""
-    page.goto("/")
+    open_page(page, "/")
     page.set_input_files("#file", str(clouds["sphere"]))
     assert page.input_value("#method") == "digs"
     page.check("input[name=preset][value=fast]")
@@ -153,7 +153,7 @@ def test_the_default_neural_fit_runs_to_a_mesh(page, web_server, clouds, tmp_pat
 
 
 def test_watch_a_fit_with_a_time_estimate_then_cancel_it(page, clouds):
-    page.goto("/")
+    open_page(page, "/")
     page.set_input_files("#file", str(clouds["sphere"]))
     page.check("input[name=preset][value=fast]")
     assert page.input_value("#method") == "digs"  # the default: smooth closed surface

@@ -6,7 +6,7 @@ from __future__ import annotations
 import zipfile
 
 import pytest
-from web_helpers import needs_chromium
+from web_helpers import needs_chromium, open_page
 
 pytestmark = needs_chromium
 
@@ -24,7 +24,7 @@ def photo_zip(shared_data, tmp_path_factory):
 
 
 def test_photo_set_goes_to_the_photo_method(page, photo_zip):
-    page.goto("/")
+    open_page(page, "/")
     page.set_input_files("#file", str(photo_zip))
     assert page.input_value("#method") == "neus"  # chosen for the person: a zip is a set of photos
     assert "A set of photos" in page.text_content("#file-info")
@@ -39,10 +39,30 @@ def test_photo_set_goes_to_the_photo_method(page, photo_zip):
 
 
 def test_photo_set_with_a_point_method_is_explained(page, photo_zip):
-    page.goto("/")
+    open_page(page, "/")
     page.set_input_files("#file", str(photo_zip))
     page.select_option("#method", "poisson")
     page.click("#submit")
     page.wait_for_function("document.getElementById('file-error').textContent.includes('Details')")
     text = page.text_content("#file-error")
     assert text.startswith("This kind of file is not supported here.") and "only method 'neus'" in text, text
+
+
+def test_the_method_list_is_the_servers_table(page, web_server, tmp_path):
+    """Labels, order and the default selection come from GET /v1/methods; a point cloud after a
+    photo set goes back to the default method."""
+    import httpx
+
+    table = httpx.get(web_server + "/v1/methods", timeout=30).json()
+    open_page(page, "/")
+    options = page.eval_on_selector_all("#method option", "os => os.map(o => [o.value, o.textContent])")
+    assert options == [[m["name"], m["label"]] for m in table["methods"]]
+    assert options[0] == ["digs", "Smooth closed surface (neural)"]
+    assert page.input_value("#method") == table["default"] == "digs"
+    assert page.text_content("#method-help").startswith("Learns a smooth, closed")
+    (tmp_path / "views.zip").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: the name is what counts
+    page.set_input_files("#file", str(tmp_path / "views.zip"))
+    assert page.input_value("#method") == "neus"
+    (tmp_path / "cloud.xyz").write_text("0 0 0\n1 0 0\n0 1 0\n")
+    page.set_input_files("#file", str(tmp_path / "cloud.xyz"))
+    assert page.input_value("#method") == "digs"

@@ -19,6 +19,12 @@ needs_chromium = pytest.mark.skipif(
     reason="Debian's Chromium is not installed at /usr/bin/chromium (scripts/setup.sh installs it when run as root)")
 
 
+def open_page(page, path: str = "/") -> None:
+    """Load the page and wait until its method list is filled from ``GET /v1/methods``."""
+    page.goto(path)
+    page.wait_for_selector("#method option", state="attached")
+
+
 def drawn_fraction(png: bytes, background=BACKGROUND, tolerance: int = 24, margin: int = 8) -> float:
     """Fraction of pixels of a canvas screenshot that differ from the background colour.
 

@@ -10,12 +10,6 @@ import { meshArtifact, thumbnail } from './thumbs.js';
 
 const $ = (id) => document.getElementById(id);
 const FINAL = new Set(['succeeded', 'failed', 'canceled']);
-const METHOD_HELP = {
-  digs: 'Learns a smooth, closed (watertight) surface. Works on raw scans without normals.',
-  poisson: 'The classic method: fast and faithful on clean, dense scans.',
-  udf: 'For surfaces with open edges: clothing, leaves, sheets, single-sided scans.',
-  neus: 'Builds the surface from a zip of photos taken around the object.',
-};
 
 const state = { file: null, points: null, jobId: null, stream: null, reader: null, view: 0 };
 const progress = new ProgressPanel($('progress-box'));
@@ -63,6 +57,47 @@ function showError(err) {
   }
 }
 
+// ---- the method list ---------------------------------------------------------------------
+
+/** The server's method table (GET /v1/methods): entries by name, and the default method. */
+const methods = { byName: new Map(), defaultName: null };
+
+/** Fill the method list from the table: plain-words labels, the default selected. */
+async function loadMethods() {
+  const table = await getJSON('/v1/methods');
+  const select = $('method');
+  select.replaceChildren();
+  for (const m of table.methods) {
+    methods.byName.set(m.name, m);
+    const isDefault = m.name === table.default;
+    select.append(new Option(m.label, m.name, isDefault, isDefault));
+  }
+  methods.defaultName = table.default;
+  showMethodHelp();
+}
+
+const methodsReady = loadMethods().catch((err) => {
+  $('form-error').textContent = `The list of methods could not be loaded: ${err.message}`;
+});
+
+/** Photos (a zip) go to the first method that takes images; a point cloud leaves such a method
+ * for the default one. */
+function matchMethodToFile(photos) {
+  const method = $('method');
+  const kind = (name) => methods.byName.get(name)?.input_kind;
+  if (photos && kind(method.value) !== 'images') {
+    const first = [...methods.byName.values()].find((m) => m.input_kind === 'images');
+    if (first) method.value = first.name;
+  } else if (!photos && kind(method.value) === 'images') {
+    method.value = methods.defaultName;
+  }
+  showMethodHelp();
+}
+
+function showMethodHelp() {
+  $('method-help').textContent = methods.byName.get($('method').value)?.description || '';
+}
+
 // ---- choosing a file ---------------------------------------------------------------------
 
 async function chooseFile(file) {
@@ -80,11 +115,10 @@ async function chooseFile(file) {
   $('view-info').textContent = '';
   history.replaceState(null, '', location.pathname);
   for (const b of document.querySelectorAll('#jobs [aria-current]')) b.removeAttribute('aria-current');
-  const method = $('method');
   const photos = suffixOf(file.name) === 'zip';
-  if (photos) method.value = 'neus';
-  else if (method.value === 'neus') method.value = 'digs';
-  showMethodHelp();
+  await methodsReady;
+  if (view !== state.view) return;
+  matchMethodToFile(photos);
   const info = $('file-info');
   info.textContent = `${file.name} — ${fmtBytes(file.size)}`;
   if (photos) {
@@ -129,10 +163,6 @@ function readPoints(file) {
     };
     worker.postMessage({ file });
   });
-}
-
-function showMethodHelp() {
-  $('method-help').textContent = METHOD_HELP[$('method').value] || '';
 }
 
 function setUpDrop() {
@@ -374,8 +404,7 @@ function start() {
     $('key-box').open = false;
     loadJobs();
   });
-  showMethodHelp();
-  loadJobs();
+  methodsReady.then(loadJobs);  // the job list names methods by their labels
   const id = /job=([\w-]+)/.exec(location.hash)?.[1];
   if (id) getJSON(`/v1/jobs/${id}`).then((job) => openJob(job)).catch(showError);
 }

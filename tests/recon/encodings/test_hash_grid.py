@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from recon.encodings import (
-    ENCODINGS,
     FrequencyConfig,
     HashGridConfig,
     LevelLayout,
@@ -83,10 +82,18 @@ def test_layout_levels_dense_then_hashed():
     assert grid.out_dim == 32 and grid.n_levels == 16
 
 
-def test_registry():
-    assert ENCODINGS["hash_grid"] is HashGridConfig
-    assert ENCODINGS["frequency"] is FrequencyConfig
-    assert ENCODINGS["hash_grid"](**SMALL, backend="torch").build().out_dim == 12
+def test_tcnn_backend_is_registered_and_fails_clearly_without_cuda():
+    from recon.encodings.hash_grid import ACCELERATED
+    from recon.encodings.tcnn import TcnnHashGrid
+
+    assert ACCELERATED["tcnn"].build is TcnnHashGrid
+    with pytest.raises(ValueError, match="config.build"):
+        HashGrid(HashGridConfig(**SMALL, backend="tcnn"))
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: test_tcnn_backend_matches_interface covers the backend")
+    assert not ACCELERATED["tcnn"].usable()
+    with pytest.raises((ImportError, RuntimeError), match="tiny-cuda-nn"):
+        HashGridConfig(**SMALL, backend="tcnn").build()
 
 
 def test_backend_resolution(ext):

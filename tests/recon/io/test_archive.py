@@ -160,7 +160,7 @@ def test_zip_errors_name_the_member(tmp_path, shared_data):
 
 
 def test_find_dataset_root(tmp_path):
-    from recon.io.archive import find_dataset_root
+    from recon.io.multiview import find_dataset_root
 
     top = tmp_path / "top"
     (top / "sparse" / "0").mkdir(parents=True)

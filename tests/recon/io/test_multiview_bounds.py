@@ -13,7 +13,7 @@ from recon.io.scene_bounds import (
     normalize_views,
     sphere_from_points,
 )
-from recon.render import look_at
+from tests.support.render import look_at
 
 LEGO = "multiview/tiny_lego_100/tiny_lego_rgba_100.npz"
 

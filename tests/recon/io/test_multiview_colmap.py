@@ -8,7 +8,7 @@ from PIL import Image
 
 from recon.io import InputError, load_multiview
 from recon.io.undistort import distort
-from recon.render import render_dataset
+from tests.support.render import render_dataset
 
 
 @pytest.fixture(scope="module")

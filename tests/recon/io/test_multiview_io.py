@@ -6,7 +6,7 @@ from PIL import Image
 
 from recon.io import InputError, load_multiview
 from recon.io.neus import decompose_projection
-from recon.render import look_at
+from tests.support.render import look_at
 
 NEUS = "multiview/dtu_scan24_neus_200x150"
 LEGO = "multiview/tiny_lego_100/tiny_lego_rgba_100.npz"
@@ -191,7 +191,7 @@ def test_probe_checks_structure_without_decoding(tmp_path, shared_data):
 @pytest.mark.parametrize("mode,dtype,scale", [("RGB", np.uint8, 255), ("RGBA", np.uint8, 255), ("L", np.uint8, 255),
                                               ("I;16", np.uint16, 65535)])
 def test_read_image_modes(tmp_path, mode, dtype, scale):
-    from recon.io.multiview import read_image
+    from recon.io.images import read_image
 
     rng = np.random.default_rng(0)
     shape = {"RGB": (5, 7, 3), "RGBA": (5, 7, 4), "L": (5, 7), "I;16": (5, 7)}[mode]
@@ -208,7 +208,7 @@ def test_read_image_modes(tmp_path, mode, dtype, scale):
 
 
 def test_pixel_caps(tmp_path, monkeypatch):
-    import recon.io.multiview as mv
+    import recon.io.images as mv
 
     write_neus(tmp_path / "a", n=4, hw=(12, 16))
     monkeypatch.setattr(mv, "MAX_IMAGE_PIXELS", 150)  # 12 x 16 = 192 pixels per image

@@ -10,8 +10,8 @@ import trimesh
 from PIL import Image
 
 from recon.io import InputError, load_multiview
-from recon.io.multiview import OPENGL_TO_OPENCV
-from recon.render import render_dataset
+from recon.io.dataset import OPENGL_TO_OPENCV
+from tests.support.render import render_dataset
 
 
 @pytest.fixture(scope="module")

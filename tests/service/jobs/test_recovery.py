@@ -29,9 +29,9 @@ def _running_fit(server, inputs, *, past: float = 0.0) -> tuple[str, int]:
 def test_killed_worker_is_requeued_and_resumes_from_its_checkpoint(make_server, stage_hooks, inputs, tmp_path):
     """SIGKILL in the middle of a DiGS fit (after its first checkpoint at step 50 of 150): the job
     is re-queued with attempt 2, whose fit starts from the checkpoint instead of step 0."""
-    from recon.presets import get_preset
+    from recon.methods import get_method
 
-    cfg = get_preset("fast").digs
+    cfg = get_method("digs").presets["fast"].fit
     server = make_server()
     set_rules(stage_hooks, server.ctx.settings.database_url, markers=tmp_path)  # count the attempts
     first_ckpt = cfg.checkpoint_every

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recon.io.multiview import MultiviewDataset
+from recon.io.dataset import MultiviewDataset
 from recon.io.normalize import Normalization
 
 LIGHT_DIR = np.array([0.35, -0.45, 0.82]) / np.linalg.norm([0.35, -0.45, 0.82])

@@ -1,0 +1,77 @@
+"""``neus``: a coloured surface from posed images, by NeuS volume rendering of a hash-grid SDF,
+meshed by marching cubes inside the unit sphere; held-out views are rendered and scored (PSNR).
+See :mod:`recon.multiview`."""
+
+from __future__ import annotations
+
+from recon.methods.base import Method, MethodContext, Preset, Reconstruction, register_method
+
+
+def presets() -> dict[str, Preset]:
+    """One hidden layer of 64 for the SDF (its output also feeds the colour network); the march
+    step follows the finest level. Resolution: of marching cubes over the normalised cube."""
+    from recon.encodings.hash_grid import HashGridConfig
+    from recon.fields.hash_sdf import HashSDFConfig
+    from recon.multiview import NeusConfig
+
+    def neus(steps: int, levels: int, finest: int, log2_table: int, rays: int, march_step: float) -> NeusConfig:
+        grid = HashGridConfig(n_levels=levels, n_features_per_level=2, log2_hashmap_size=log2_table,
+                              base_resolution=16, finest_resolution=finest)
+        sdf = HashSDFConfig(encoding=grid, hidden_dim=64, n_hidden_layers=1, sphere_radius=0.5, start_levels=4,
+                            full_levels_at=0.4)
+        return NeusConfig(field=sdf, steps=steps, rays_per_batch=rays, march_step=march_step)
+
+    return {
+        "fast": Preset(neus(500, 10, 256, 16, 1024, 2.0 / 128), resolution=128),
+        "balanced": Preset(neus(2000, 12, 512, 17, 1024, 2.0 / 192), resolution=256),
+        "quality": Preset(neus(3000, 14, 1024, 19, 2048, 2.0 / 256), resolution=384),
+    }
+
+
+def held_out_views(model, views, ctx: MethodContext) -> dict:
+    """View counts, how the unit sphere was chosen, and the PSNR of the held-out views rendered
+    from the fitted ``NeusModel``: over whole images, over the masks' foreground and the
+    opacity's mask error (when masks exist)."""
+    import numpy as np
+
+    from meshing.metrics import psnr
+    from recon.multiview import render_views
+
+    train, test = views
+    out: dict = {"n_train": train.n_views, "n_test": 0 if test is None else test.n_views,
+                 "normalization_source": train.normalization_source}
+    if test is not None:
+        rgb, opacity = render_views(model, test, cancel=ctx.cancel)
+        out["psnr_test"] = psnr(rgb, test.images)
+        if test.masks is not None and (test.masks > 0.5).any():
+            out["psnr_test_foreground"] = psnr(rgb, test.images, mask=test.masks)
+            out["mask_error_test"] = float(np.abs(opacity - test.masks).mean())
+    return out
+
+
+def reconstruct(views, ctx: MethodContext) -> Reconstruction:
+    """Fit NeuS to the training views of ``views`` (a ``ViewSplit``), then extract the coloured
+    zero set inside the unit sphere (marching cubes, the only extractor it takes)."""
+    from recon.multiview import extract_mesh, fit_neus
+
+    with ctx.timed("fit"):
+        model = fit_neus(views.train, ctx.fit_config(), device=ctx.device, progress=ctx.progress,
+                         cancel=ctx.cancel, checkpoint_path=ctx.checkpoint_path)
+    with ctx.extract_stage():
+        mesh = extract_mesh(model, resolution=ctx.resolution or ctx.preset.resolution, device=ctx.device)
+    if mesh.is_empty:
+        raise ValueError("the neus reconstruction produced an empty mesh (no surface inside the unit sphere)")
+    return Reconstruction(mesh, metrics=lambda: {"views": held_out_views(model, views, ctx)})
+
+
+METHOD = register_method(Method(
+    name="neus",
+    label="From photos",
+    description="Builds the surface from a zip of photos taken around the object.",
+    input_kind="images",
+    field_kind="signed",
+    extractors=("marching_cubes",),
+    make_presets=presets,
+    reconstruct=reconstruct,
+    order=40,
+))
