@@ -4,9 +4,15 @@ The kernel is compiled with ``torch.utils.cpp_extension.load`` on first use (abo
 cached; later processes only load the cached shared object. ``python -m recon.encodings.build``
 does the compilation ahead of time (``make setup`` runs it).
 
-Cache location: ``$SURFRECON_EXT_DIR/surfrecon_hashgrid_cpu`` if that variable is set, else the
-directory torch itself would use (``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``,
-under a ``py<ver>_cpu`` folder).
+Cache location: ``$SURFRECON_EXT_DIR/surfrecon_hashgrid_cpu`` if that variable is set, else
+``$TORCH_EXTENSIONS_DIR/surfrecon_hashgrid_cpu`` if that is set, else inside the running virtual
+environment (``<venv>/share/surfrecon/torch_extensions``), else the directory torch itself would
+use (``~/.cache/torch_extensions/py<ver>_cpu``). One cache per environment: checkouts sharing a
+home directory do not rebuild each other's kernel or wait on each other's lock.
+
+torch serialises concurrent builds with a ``lock`` file in the build directory and waits for it
+forever; a build killed half-way leaves it behind. A lock older than ``STALE_LOCK_S`` is removed
+(a build takes about a minute), and a younger one is waited on with a message.
 
 A failed build is reported once (``warnings`` + ``logging``) and remembered for the process, so
 callers fall back to the pure-PyTorch backend instead of retrying a one-minute compile per call.
@@ -33,6 +39,9 @@ SOURCE = Path(__file__).resolve().parent / "csrc" / "hash_grid_cpu.cpp"
 CFLAGS = ["-O3", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
 
+STALE_LOCK_S = 600.0
+"""A build lock older than this (seconds) is left over from a killed build and removed."""
+
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _error: str | None = None
@@ -47,6 +56,8 @@ def build_directory() -> Path:
     from torch.utils import cpp_extension
 
     root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if root is None and sys.prefix != sys.base_prefix:  # a virtual environment: one cache per env
+        root = os.path.join(sys.prefix, "share", "surfrecon", "torch_extensions")
     if root is None:
         # Same layout as torch's own default so the cache sits with other torch extensions.
         accel = "cpu" if torch.version.cuda is None else f"cu{torch.version.cuda.replace('.', '')}"
@@ -94,12 +105,32 @@ def error() -> str | None:
     return _error
 
 
+def clear_stale_lock(build_dir: Path, max_age_s: float = STALE_LOCK_S) -> bool:
+    """Remove torch's build ``lock`` in ``build_dir`` if a killed build left it; True if removed."""
+    lock = build_dir / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age < max_age_s:
+        msg = f"another process is building the hash-grid kernel in {build_dir} (lock {age:.0f} s old); waiting"
+        logger.info(msg)
+        print(f"surfrecon: {msg}", file=sys.stderr, flush=True)
+        return False
+    msg = f"removing a stale build lock ({age / 60:.0f} min old, left by a killed build): {lock}"
+    logger.warning(msg)
+    print(f"surfrecon: {msg}", file=sys.stderr, flush=True)
+    lock.unlink(missing_ok=True)
+    return True
+
+
 def _compile() -> tuple[ModuleType | None, str | None]:
     try:
         from torch.utils import cpp_extension
 
         build_dir = build_directory()
         build_dir.mkdir(parents=True, exist_ok=True)
+        clear_stale_lock(build_dir)
         if _needs_compile(build_dir):
             msg = f"compiling the CPU hash-grid kernel (first use, ~1 min) into {build_dir} ..."
             # INFO in the log plus a direct stderr line: a silent one-minute pause looks like a
