@@ -304,8 +304,8 @@ def _report(r: dict, i: int, n: int) -> None:
 
 
 def summarise(records: list[dict]) -> dict[tuple, dict]:
-    """(shape, case, method) -> {metric: (mean, spread or None, n)} over successful runs, plus
-    'n_points', 'failed' (failed runs) and 'kind'. Spread: sample std over seeds (None for 1 run)."""
+    """(shape, case, method) -> {metric: (mean, sample std over seeds or None for one run), or None
+    when every run failed}, plus 'kind', 'n_points', 'runs' (successful) and 'failed'."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault((r["shape"], r["case"], r["method"]), []).append(r)
