@@ -404,20 +404,24 @@ mean CD ratio <= 0.85 over the degraded cases and NC >= NC_o3d - 0.01; everywher
 P_o3d - 0.005; time <= 1.5x on clean inputs, 2x on degraded ones."""
 
 
+_EPS = 1e-9
+"""A value exactly on the bar passes, whatever the float rounding of the difference."""
+
+
 def _at_most(value: float | None, limit: float, fmt: str) -> tuple[str, bool]:
     if value is None:
         return "no data", False
-    if value <= limit:
+    if value <= limit + _EPS:
         return f"{value:{fmt}} pass", True
-    return f"{value:{fmt}} miss by {value - limit:{fmt}}", False
+    return f"{value:{fmt}} miss by {value - limit:.2g}", False  # 2 significant digits, never "0.000"
 
 
 def _at_least(value: float | None, limit: float, fmt: str) -> tuple[str, bool]:
     if value is None:
         return "no data", False
-    if value >= limit:
+    if value >= limit - _EPS:
         return f"{value:{fmt}} pass", True
-    return f"{value:{fmt}} miss by {limit - value:{fmt}}", False
+    return f"{value:{fmt}} miss by {limit - value:.2g}", False
 
 
 def judge_table(summary: dict[tuple, dict], method: str) -> str:

@@ -80,3 +80,37 @@ def test_one_tiny_run_then_from_json_and_judge(shared_data, tmp_path):
     third = bench(*tiny)
     assert "1 baseline runs reused from the cache" in third
     assert table_rows(third, "shape")[0] == rows[0]
+
+
+def record(case, method, seed=0, **m):
+    base = {"shape": "s", "kind": "mesh", "case": case, "method": method, "seed": seed, "n_points": 100,
+            "time_s": 10.0, "peak_mb": 100.0, "chamfer_l1": 0.01, "precision": 0.99, "recall": 0.99,
+            "f_score": 0.99, "normal_consistency": 0.95, "hausdorff95": 0.02}
+    return {**base, **m}
+
+
+def test_judge_applies_the_bar_cell_by_cell():
+    from bench.pointcloud import judge_table, summarise
+
+    records = [
+        record("clean", "o3d"),
+        # Clean: CD 1.04x passes (<= 1.05), F 0.002 lower passes, time 1.6x misses (> 1.5).
+        record("clean", "m", 0, chamfer_l1=0.0103, f_score=0.988, time_s=15.0),
+        record("clean", "m", 1, chamfer_l1=0.0105, f_score=0.988, time_s=17.0),
+        record("noise1", "o3d"),
+        # Degraded: CD 0.5x, NC 0.02 lower misses (margin 0.01), precision 0.006 lower misses.
+        record("noise1", "m", chamfer_l1=0.005, normal_consistency=0.93, precision=0.984, time_s=19.0),
+        record("holes3", "o3d"),
+        record("holes3", "m", chamfer_l1=0.008),  # 0.8x, everything else equal: passes
+    ]
+    rows = table_rows(judge_table(summarise(records), "m"), "shape")
+    by_case = {r[1]: r for r in rows}
+    assert by_case["clean"][2:] == ["1.040 pass", "-0.0020 pass", "-", "+0.0000 pass", "1.60 miss by 0.1", "miss"]
+    assert by_case["noise1"][2:] == ["0.500 pass", "-", "-0.0200 miss by 0.01", "-0.0060 miss by 0.001",
+                                     "1.90 pass", "miss"]
+    assert by_case["holes3"][-1] == "pass"
+    text = judge_table(summarise(records), "m")
+    # Geometric mean over the degraded inputs: sqrt(0.5 * 0.8) = 0.632 <= 0.85.
+    assert "inputs: 0.632 pass" in text and "Inputs passing every cell: 1/3" in text
+    assert "`m` does not meet the bar" in text
+    assert "`m` meets the bar" in judge_table(summarise([r for r in records if r["case"] == "holes3"]), "m")
