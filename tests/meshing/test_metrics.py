@@ -15,8 +15,10 @@ from meshing.metrics import (
     evaluate_meshes,
     f_score,
     hausdorff,
+    hausdorff_percentile,
     mesh_stats,
     normal_consistency,
+    precision_recall,
 )
 
 
@@ -112,6 +114,9 @@ def test_evaluate_meshes_same_and_offset():
         "f_threshold",
         "normal_consistency",
         "hausdorff",
+        "precision",
+        "recall",
+        "hausdorff95",
     }
     # Sampling floor only: mean nearest-neighbour distance of n random points on area A is
     # about 0.5 * sqrt(A / n) = 0.008 here.
@@ -125,12 +130,79 @@ def test_evaluate_meshes_same_and_offset():
     assert out["chamfer_l1"] == pytest.approx(0.05, rel=0.05)
     assert out["hausdorff"] == pytest.approx(0.05, rel=0.3)
     assert out["f_score"] < 0.05  # threshold 0.035 < gap 0.05
+    # Every sample of either sphere is >= 0.05 from the other, and within 0.05 + the sampling
+    # floor (~0.008), so nothing is within the threshold and HD95 sits just above the gap.
+    assert out["precision"] == out["recall"] == 0.0
+    assert 0.05 <= out["hausdorff95"] < 0.05 + 0.02
+    assert out["hausdorff95"] <= out["hausdorff"]
     loose = evaluate_meshes(pred, gt, n_samples=50_000, f_threshold_fraction=0.03)
     assert loose["f_score"] > 0.99
+    assert loose["precision"] > 0.99 and loose["recall"] > 0.99
     # Deterministic for a seed.
     assert evaluate_meshes(pred, gt, n_samples=2000, seed=5) == evaluate_meshes(
         pred, gt, n_samples=2000, seed=5
     )
+
+
+def offset_planes(gap, n=60):
+    """An n x n grid on z = 0 and the same grid on z = gap: every nearest distance is exactly gap."""
+    g = np.linspace(0.0, 1.0, n)
+    x, y = np.meshgrid(g, g)
+    flat = np.stack([x.ravel(), y.ravel(), np.zeros(x.size)], 1)
+    return flat, flat + [0.0, 0.0, gap]
+
+
+def test_precision_recall_offset_plane():
+    a, b = offset_planes(0.1)
+    assert precision_recall(a, b, 0.11) == (1.0, 1.0)
+    assert precision_recall(a, b, 0.09) == (0.0, 0.0)
+    # 10% of the prediction is a stray copy 5 units away: precision drops to 0.9, recall stays.
+    # The stray copy's nearest GT point is 5 - 0.1 away; the GT's nearest stays the main copy.
+    stray = a[: len(a) // 9] + [0.0, 0.0, 5.0]
+    p, r = precision_recall(np.vstack([a, stray]), b, 0.11)
+    assert p == pytest.approx(len(a) / (len(a) + len(stray)), abs=1e-12)
+    assert p == pytest.approx(0.9, abs=0.001)
+    assert r == 1.0
+    # The other way round: the GT has the extra region, so recall drops instead.
+    p, r = precision_recall(b, np.vstack([a, stray]), 0.11)
+    assert (p, r) == (1.0, pytest.approx(0.9, abs=0.001))
+    # The F-score is their harmonic mean.
+    assert f_score(b, np.vstack([a, stray]), 0.11) == pytest.approx(2 * p * r / (p + r))
+
+
+def test_hausdorff_percentile_offset_plane():
+    a, b = offset_planes(0.1)
+    assert hausdorff_percentile(a, b) == pytest.approx(0.1, abs=1e-12)
+    assert hausdorff_percentile(a, b, q=100) == hausdorff(a, b)
+    # 2% stray points at 5 + 0.1: HD95 ignores them, the Hausdorff distance does not.
+    stray = a[:: 50] + [0.0, 0.0, 5.0]
+    pred = np.vstack([a, stray])
+    assert hausdorff_percentile(pred, b) == pytest.approx(0.1, abs=1e-12)
+    assert hausdorff(pred, b) == pytest.approx(4.9)
+    # Pooled over both directions: 9% of one side (4.5% of all distances) is still ignored,
+    # 12% of one side (6% of all) is not.
+    assert hausdorff_percentile(np.vstack([a, a[: int(0.09 * len(a))] + [0, 0, 5.0]]), b) < 0.2
+    assert hausdorff_percentile(np.vstack([a, a[: int(0.12 * len(a))] + [0, 0, 5.0]]), b) > 4.8
+
+
+def test_concentric_spheres_precision_recall_hausdorff95():
+    # Fibonacci spheres of radii 1 and 1.1 with the same n: point i of one lies radially above
+    # point i of the other, so every nearest distance is 0.1.
+    a, _ = fibonacci_sphere(20_000, 1.0)
+    b, _ = fibonacci_sphere(20_000, 1.1)
+    assert hausdorff_percentile(a, b) == pytest.approx(0.1, abs=0.002)
+    assert precision_recall(a, b, 0.12) == (1.0, 1.0)
+    assert precision_recall(a, b, 0.09) == (0.0, 0.0)
+
+
+def test_precision_recall_and_percentile_errors():
+    p, _ = fibonacci_sphere(10)
+    with pytest.raises(ValueError, match="positive threshold"):
+        precision_recall(p, p, 0.0)
+    with pytest.raises(ValueError, match="percentile"):
+        hausdorff_percentile(p, p, q=101)
+    with pytest.raises(ValueError, match="non-empty"):
+        hausdorff_percentile(np.zeros((0, 3)), p)
 
 
 def test_evaluate_meshes_errors():
