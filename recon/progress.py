@@ -25,6 +25,8 @@ class Stage(StrEnum):
 
     LOAD = "load"
     """Reading, validating and normalising the input."""
+    CLEAN = "clean"
+    """auto: measuring the cloud, dropping outliers, smoothing noise, orienting normals."""
     NORMALS = "normals"
     """Poisson: estimating and orienting normals."""
     POISSON = "poisson"

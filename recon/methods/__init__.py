@@ -25,7 +25,7 @@ from recon.methods.base import (
     register_method,
 )
 
-DEFAULT_METHOD = "digs"
+DEFAULT_METHOD = "auto"
 """The method of a job that names none."""
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):

@@ -57,12 +57,12 @@ def test_the_method_list_is_the_servers_table(page, web_server, tmp_path):
     open_page(page, "/")
     options = page.eval_on_selector_all("#method option", "os => os.map(o => [o.value, o.textContent])")
     assert options == [[m["name"], m["label"]] for m in table["methods"]]
-    assert options[0] == ["digs", "Smooth closed surface (neural)"]
-    assert page.input_value("#method") == table["default"] == "digs"
-    assert page.text_content("#method-help").startswith("Learns a smooth, closed")
+    assert options[0] == ["auto", "Automatic (recommended)"]
+    assert page.input_value("#method") == table["default"] == "auto"
+    assert page.text_content("#method-help").startswith("Looks at the scan")
     (tmp_path / "views.zip").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: the name is what counts
     page.set_input_files("#file", str(tmp_path / "views.zip"))
     assert page.input_value("#method") == "neus"
     (tmp_path / "cloud.xyz").write_text("0 0 0\n1 0 0\n0 1 0\n")
     page.set_input_files("#file", str(tmp_path / "cloud.xyz"))
-    assert page.input_value("#method") == "digs"
+    assert page.input_value("#method") == "auto"

@@ -8,6 +8,7 @@ const STAGES = {
   requeued: 'Restarting on another worker',
   starting: 'Starting',
   load: 'Reading the points',
+  clean: 'Cleaning the scan',
   normals: 'Estimating normals',
   fit: 'Learning the surface',
   poisson: 'Solving for the surface',

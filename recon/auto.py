@@ -1,0 +1,153 @@
+"""What the ``auto`` method does to a point cloud before meshing it, and how it chooses.
+
+``prepare_cloud`` looks at the cloud and cleans it the way its measurements ask:
+
+1. **Statistics**: sample spacing ``h`` and noise level ``sigma`` (:mod:`recon.cleaning`).
+2. **Outliers**: isolated samples are dropped (:func:`recon.cleaning.outlier_mask`); the noise is
+   measured again without them.
+3. **Noise**: when ``sigma / h`` exceeds ``NOISY_RATIO``, every point is projected onto the quadric
+   of ``clip(60 sigma / h, 30, 100)`` neighbours, twice when ``sigma / h`` exceeds ``VERY_NOISY``:
+   the neighbourhood grows with the noise, so 1% noise gives a smooth surface while a clean dense
+   cloud is left untouched and keeps its detail.
+4. **Normals**: the file's normals if it has them, else PCA normals of 15 neighbours oriented
+   globally by winding number (:mod:`recon.orientation`).
+5. **Open or closed**: the winding number of the oriented samples on a lattice around them is 0
+   or 1 away from a closed surface (holes included, they only blur it locally) and fractional
+   around a sheet with borders. If more than ``OPEN_AMBIGUOUS`` of the lattice points it calls
+   inside are ambiguous (between 0.2 and 0.8), the surface is open, unless the smoothed cloud is
+   still noisier than ``OPEN_MAX_NOISE`` sample spacings: there the normals are too unsure for the
+   winding number to tell (a heavily noisy scan of a closed part read as 99% ambiguous), and a
+   closed surface is the safer answer.
+
+The method then runs screened Poisson on the cleaned, oriented cloud for closed surfaces, and the
+unsigned distance field (``udf``) for open ones. Why this and not the neural signed field: see
+"Choosing for the data" in the README (measured with bench/pointcloud.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from recon.cleaning import estimate_noise, jet_smooth, outlier_mask, spacing
+from recon.orientation import orient_normals, point_areas
+
+NOISY_RATIO = 0.3
+"""sigma / h above which the cloud is smoothed. Measured (bench shapes, 50k points): clean clouds
+0.0-0.1, gaussian noise 0.25% of the diagonal 0.5, 3k points 0.27."""
+VERY_NOISY = 0.8
+"""sigma / h above which smoothing takes two passes (1% noise: about 1.0)."""
+OPEN_AMBIGUOUS = 0.6
+"""Fraction of the lattice's inside points with a fractional winding number above which the
+surface is open. Measured: closed shapes 0.0, closed with three 5% holes 0.09-0.43, the T-shirt
+0.36 (a body with openings: meshed closed), a one-sided hemisphere scan 0.93, a disc 1.0."""
+
+OPEN_MAX_NOISE = 0.5
+"""Residual noise (after smoothing, in sample spacings) above which a cloud is never called open."""
+
+
+@dataclass(frozen=True)
+class CloudAnalysis:
+    """What ``prepare_cloud`` measured and did; reported in the job's metrics."""
+
+    n_points: int
+    spacing: float
+    noise: float
+    noise_ratio: float
+    residual_noise_ratio: float
+    n_outliers: int
+    smoothing_neighbours: int
+    smoothing_passes: int
+    normals: str
+    n_patches: int
+    n_flipped_patches: int
+    ambiguous_fraction: float
+    open: bool
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class PreparedCloud:
+    points: np.ndarray
+    normals: np.ndarray
+    analysis: CloudAnalysis
+
+
+def ambiguous_fraction(points: np.ndarray, normals: np.ndarray, offset: float, grid: int = 24) -> float:
+    """Of the lattice points (``grid``^3 over the cloud's box, those farther than ``offset`` from every
+    sample) with winding number above 0.2, the fraction below 0.8."""
+    import igl
+
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    pad = 0.05 * float((hi - lo).max())
+    axes = [np.linspace(lo[a] - pad, hi[a] + pad, grid) for a in range(3)]
+    lattice = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    tree = cKDTree(points)
+    lattice = lattice[tree.query(lattice, k=1, workers=-1)[0] > offset]
+    if not len(lattice):
+        return 0.0
+    w = igl.fast_winding_number(points, normals, point_areas(points, tree), lattice)
+    inside = w > 0.2
+    return float(((w > 0.2) & (w < 0.8)).sum() / max(1, inside.sum()))
+
+
+def prepare_cloud(points: np.ndarray, normals: np.ndarray | None = None, *, seed: int = 0) -> PreparedCloud:
+    """Clean ``points`` (n, 3) and give them oriented normals; see the module's text."""
+    t0 = time.perf_counter()
+    points = np.asarray(points, dtype=np.float64)
+    n_in = len(points)
+    outliers = outlier_mask(points)
+    if outliers.any():
+        points = points[~outliers]
+        normals = None if normals is None else normals[~outliers]
+    tree = cKDTree(points)
+    h = spacing(points, tree)
+    sigma = estimate_noise(points, tree, seed=seed)
+    ratio = sigma / h if h > 0 else 0.0
+    k, passes = 0, 0
+    if ratio > NOISY_RATIO and len(points) > 100:
+        k = int(np.clip(60 * ratio, 30, 100))
+        passes = 2 if ratio > VERY_NOISY else 1
+        points = jet_smooth(points, min(k, len(points)), passes)
+        residual = estimate_noise(points, seed=seed)
+    else:
+        residual = sigma
+    if normals is not None:
+        orientation = None
+        source = "file"
+    else:
+        orientation = orient_normals(points, noise=residual, seed=seed)
+        normals = orientation.normals
+        source = "estimated"
+    amb = orientation.ambiguous if orientation else ambiguous_fraction(points, normals, offset=4 * max(h, residual))
+    analysis = CloudAnalysis(
+        n_points=n_in, spacing=h, noise=sigma, noise_ratio=ratio, residual_noise_ratio=residual / h if h > 0 else 0.0,
+        n_outliers=int(outliers.sum()),
+        smoothing_neighbours=k, smoothing_passes=passes, normals=source,
+        n_patches=orientation.n_patches if orientation else 0,
+        n_flipped_patches=orientation.n_flipped if orientation else 0,
+        ambiguous_fraction=amb, open=amb > OPEN_AMBIGUOUS and residual < OPEN_MAX_NOISE * h,
+        seconds=time.perf_counter() - t0)
+    return PreparedCloud(points, normals, analysis)
+
+
+def describe_choice(a: CloudAnalysis, method: str) -> str:
+    """One sentence for people: what was found and what was run."""
+    parts = []
+    if a.n_outliers:
+        parts.append(f"dropped {a.n_outliers} outliers ({100 * a.n_outliers / a.n_points:.1f}%)")
+    if a.smoothing_passes:
+        parts.append(f"noise at {a.noise_ratio:.2f} sample spacings: smoothed over {a.smoothing_neighbours} "
+                     f"neighbours x{a.smoothing_passes}")
+    else:
+        parts.append(f"noise at {a.noise_ratio:.2f} sample spacings: kept as is")
+    shape = (f"open surface ({100 * a.ambiguous_fraction:.0f}% of the inside is ambiguous)" if a.open
+             else "closed surface")
+    parts.append(f"{shape}: {method}")
+    return "; ".join(parts)
