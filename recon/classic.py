@@ -17,6 +17,10 @@ from meshing.mesh import Mesh
 from recon.progress import CancelToken, ProgressEvent, ProgressFn, Stage, no_progress
 
 
+ORIENTATIONS = ("winding", "tangent_plane")
+"""How ``poisson_reconstruct`` orients the normals it estimates."""
+
+
 @dataclass(frozen=True)
 class PoissonConfig:
     """Settings for ``poisson_reconstruct``.
@@ -33,7 +37,12 @@ class PoissonConfig:
         regions and skew the metrics. For open scans (terrain, a single facade) 0.01-0.05
         removes the "balloon" Poisson inflates where there is no data.
     normal_knn: neighbours for PCA normal estimation when no normals are given.
-    orient_knn: neighbours of the graph along which normal orientation is propagated.
+    orient_knn: neighbours of the graph along which normal orientation is propagated
+        (``tangent_plane`` only).
+    orientation: how estimated normals get their signs: ``winding`` (default; a spanning tree cut
+        into patches whose signs the generalized winding number decides, see
+        :mod:`recon.orientation`) or ``tangent_plane`` (Open3D's propagation, which flips whole
+        regions behind thin parts and is slow on CAD shapes).
     n_threads: threads for the Poisson solve (-1 = all cores). Normal estimation uses Open3D's
         global OpenMP setting.
     """
@@ -44,6 +53,7 @@ class PoissonConfig:
     density_quantile: float = 0.0
     normal_knn: int = 30
     orient_knn: int = 30
+    orientation: str = "winding"
     n_threads: int = -1
 
     def __post_init__(self) -> None:
@@ -55,6 +65,8 @@ class PoissonConfig:
             raise ValueError(f"density_quantile must be in [0, 1), got {self.density_quantile}")
         if self.normal_knn < 3 or self.orient_knn < 3:
             raise ValueError("normal_knn and orient_knn must be >= 3")
+        if self.orientation not in ORIENTATIONS:
+            raise ValueError(f"expected orientation in {ORIENTATIONS}, got {self.orientation!r}")
         if self.n_threads == 0 or self.n_threads < -1:
             raise ValueError(f"n_threads must be -1 or positive, got {self.n_threads}")
 
@@ -88,7 +100,13 @@ def poisson_reconstruct(
         pcd.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=config.normal_knn))
         _check_cancel(cancel)
         report(ProgressEvent(Stage.NORMALS, 1, 2))
-        _orient_normals(pcd, points, config.orient_knn)
+        if config.orientation == "winding":
+            from recon.orientation import orient_normals
+
+            oriented = orient_normals(points, np.asarray(pcd.normals)).normals
+            pcd.normals = o3d.utility.Vector3dVector(oriented)
+        else:
+            _orient_normals(pcd, points, config.orient_knn)
     else:
         pcd.normals = o3d.utility.Vector3dVector(_check_normals(normals, len(points)))
     report(ProgressEvent(Stage.NORMALS, 2, 2))

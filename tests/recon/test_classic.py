@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
@@ -68,8 +70,23 @@ def test_orientation_fallback_when_qhull_fails(monkeypatch):
 
     monkeypatch.setattr(o3d.geometry.PointCloud, "orient_normals_consistent_tangent_plane", broken)
     pts, _ = fibonacci_sphere()
-    check_sphere_mesh(poisson_reconstruct(pts, None, FAST))
+    check_sphere_mesh(poisson_reconstruct(pts, None, replace(FAST, orientation="tangent_plane")))
     assert calls == [30, 30]  # as given, then jittered; then the radial fallback
+
+
+def test_winding_orientation_handles_a_thin_plate_where_propagation_fails():
+    """Two faces 0.05 apart (the sample spacing is about 0.015): both orientations are run on the
+    same points; the winding one gives a plate whose faces are both at the data."""
+    rng = np.random.default_rng(0)
+    n = 12000
+    size = np.array([1.0, 1.0, 0.05])
+    areas = np.array([size[1] * size[2], size[0] * size[2], size[0] * size[1]])
+    axis = rng.choice(3, size=n, p=areas / areas.sum())
+    pts = rng.uniform(-0.5, 0.5, size=(n, 3)) * size
+    pts[np.arange(n), axis] = np.where(rng.random(n) < 0.5, -1.0, 1.0) * size[axis] / 2
+    mesh = poisson_reconstruct(pts, None, PoissonConfig(depth=8))
+    v = mesh.vertices[np.abs(mesh.vertices[:, :2]).max(axis=1) < 0.4]  # away from the rim
+    assert np.abs(np.abs(v[:, 2]) - 0.025).max() < 0.01  # on one face or the other, nowhere else
 
 
 def test_density_trimming_removes_low_density_vertices():
