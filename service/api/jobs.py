@@ -82,9 +82,9 @@ async def _watched_job(job_id: JobId, ctx: CtxDep, principal: PrincipalDep) -> J
                **responses(401, 404)},
 )
 async def job_events(job: Annotated[Job, Depends(_watched_job)], ctx: CtxDep) -> AsyncIterator[ServerSentEvent]:
-    async for event in job_stream(ctx.hub, job, lambda j: job_public(j).model_dump(mode="json"),
-                                  keepalive_s=ctx.settings.sse_keepalive_s):
-        yield event
+    async for e in job_stream(ctx.hub, job, lambda j: job_public(j).model_dump(mode="json"),
+                              keepalive_s=ctx.settings.sse_keepalive_s):
+        yield ServerSentEvent(event=e.event, id=e.id, raw_data=e.data, retry=e.retry, comment=e.comment)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job",

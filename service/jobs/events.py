@@ -12,9 +12,9 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import anyio
-from fastapi.sse import ServerSentEvent
 
 from service.jobs.models import Job
 from service.jobs.states import FINAL_STATUSES
@@ -93,29 +93,41 @@ def progress_payload(job: Job) -> dict:
             "attempt": job.attempt}
 
 
-def _event(name: str, data: dict, version: int) -> ServerSentEvent:
+@dataclass(frozen=True)
+class StreamEvent:
+    """One event of a job's stream, independent of HTTP (``service.api.jobs`` frames it as a
+    Server-Sent Event): a named event with compact JSON data and an id, a retry hint, or a
+    comment."""
+
+    event: str | None = None
+    data: str | None = None
+    id: str | None = None
+    retry: int | None = None
+    comment: str | None = None
+
+
+def _event(name: str, data: dict, version: int) -> StreamEvent:
     # Compact JSON, as the page and the CLI have always received it.
-    return ServerSentEvent(event=name, id=str(version),
-                           raw_data=json.dumps(data, default=str, separators=(",", ":")))
+    return StreamEvent(event=name, id=str(version), data=json.dumps(data, default=str, separators=(",", ":")))
 
 
 async def job_stream(hub: EventHub, job: Job, render: Callable[[Job], dict], *,
-                     keepalive_s: float) -> AsyncIterator[ServerSentEvent]:
-    """Server-Sent Events for one job (FastAPI's ``EventSourceResponse`` writes them): a retry
-    hint, its current state, then ``progress`` and ``state`` events, ending with the final
-    ``state`` event; a ``keepalive`` comment after ``keepalive_s`` without a change. ``render``
-    turns a row into the payload of ``state`` events (the whole job); ``progress`` events carry
-    id, status, stage, progress and attempt. Event ids are the row's version."""
+                     keepalive_s: float) -> AsyncIterator[StreamEvent]:
+    """The events of one job's stream: a retry hint, its current state, then ``progress`` and
+    ``state`` events, ending with the final ``state`` event; a ``keepalive`` comment after
+    ``keepalive_s`` without a change. ``render`` turns a row into the payload of ``state`` events
+    (the whole job); ``progress`` events carry id, status, stage, progress and attempt. Event
+    ids are the row's version."""
     q = hub.subscribe(job)
     try:
-        yield ServerSentEvent(retry=2000)
+        yield StreamEvent(retry=2000)
         yield _event("state", render(job), job.version)
         last_version, last_status = job.version, job.status
         while job.status not in FINAL_STATUSES:
             try:
                 job = await asyncio.wait_for(q.get(), keepalive_s)
             except TimeoutError:
-                yield ServerSentEvent(comment="keepalive")
+                yield StreamEvent(comment="keepalive")
                 continue
             if job.version <= last_version:
                 continue

@@ -32,11 +32,11 @@ from recon.spec import JobSpec
 
 def test_the_spec_offers_exactly_the_table():
     schema = JobSpec.model_json_schema()["properties"]
-    assert schema["method"]["enum"] == method_names() == ["digs", "poisson", "udf", "neus"]
+    assert schema["method"]["enum"] == method_names() == ["auto", "digs", "poisson", "udf", "neus"]
     assert schema["method"]["default"] == DEFAULT_METHOD == JobSpec().method
     assert schema["extractor"]["anyOf"][0]["enum"] == list(EXTRACTORS)
-    assert method_names("images") == ["neus"] and method_names("points") == ["digs", "poisson", "udf"]
-    with pytest.raises(ValueError, match=r"unknown method 'marching'; expected one of \['digs'"):
+    assert method_names("images") == ["neus"] and method_names("points") == ["auto", "digs", "poisson", "udf"]
+    with pytest.raises(ValueError, match=r"unknown method 'marching'; expected one of \['auto', 'digs'"):
         get_method("marching")
 
 
@@ -200,7 +200,7 @@ def test_a_new_module_is_a_new_method(inputs, tmp_path):
                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["names"] == ["digs", "mine", "poisson", "udf", "neus"]  # placed by its order, 15
+    assert out["names"] == ["auto", "digs", "mine", "poisson", "udf", "neus"]  # placed by its order, 15
     assert out["cli"] == "mine" and out["api"] == out["names"]
     assert "mine fits a signed distance field: use extractor 'marching_cubes'" in out["refused"]
     assert out["method"] == "mine" and out["mine"] == 1 and out["faces"] > 0

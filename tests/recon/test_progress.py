@@ -13,7 +13,7 @@ from recon.progress import ProgressEvent, Stage
 
 
 def test_stages_are_their_values():
-    assert [s.value for s in Stage] == ["load", "normals", "poisson", "fit", "extract", "metrics", "export"]
+    assert [s.value for s in Stage] == ["load", "clean", "normals", "poisson", "fit", "extract", "metrics", "export"]
     assert Stage.FIT == "fit" and f"{Stage.FIT:>5}" == "  fit" and str(Stage.FIT) == "fit"
     assert json.dumps({Stage.LOAD: Stage.EXPORT}) == '{"load": "export"}'
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from web_helpers import drawn_fraction, needs_chromium, open_page
 
@@ -133,12 +134,14 @@ def test_remesh_a_real_mesh(page, web_server, shared_data, tmp_path):
     DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
 
-def test_the_default_neural_fit_runs_to_a_mesh(page, web_server, clouds, tmp_path):
-    """The default method (the neural fit) with the fast preset, left to finish: the page shows
-    the learnt surface, and the served mesh is the unit sphere the points came from."""
+@pytest.mark.parametrize("method", ["auto", "digs"])
+def test_the_default_method_and_the_neural_fit_run_to_a_mesh(page, web_server, clouds, tmp_path, method):
+    """The default method (auto), and the neural fit, with the fast preset, left to finish: the page
+    shows the surface, and the served mesh is the unit sphere the points came from."""
     open_page(page, "/")
     page.set_input_files("#file", str(clouds["sphere"]))
-    assert page.input_value("#method") == "digs"
+    assert page.input_value("#method") == "auto"
+    page.select_option("#method", method)
     page.check("input[name=preset][value=fast]")
     page.click("#submit")
     page.wait_for_function("document.getElementById('bar').dataset.status === 'succeeded'", timeout=120_000)

@@ -8,18 +8,18 @@ import json
 import threading
 import time
 
-from fastapi.sse import ServerSentEvent, format_sse_event
+from fastapi.sse import format_sse_event
 
-from service.jobs.events import EventHub, job_stream
+from service.jobs.events import EventHub, StreamEvent, job_stream
 from service.jobs.store import JobStore, NewJob
 
 
-def _wire(e: ServerSentEvent) -> str:
-    """The bytes FastAPI's EventSourceResponse writes for an event with raw data."""
-    return format_sse_event(data_str=e.raw_data, event=e.event, id=e.id, retry=e.retry, comment=e.comment).decode()
+def _wire(e: StreamEvent) -> str:
+    """The bytes FastAPI's EventSourceResponse writes for the event (service.api.jobs frames it)."""
+    return format_sse_event(data_str=e.data, event=e.event, id=e.id, retry=e.retry, comment=e.comment).decode()
 
 
-def _parse(items: list[ServerSentEvent]) -> list[tuple[str, dict]]:
+def _parse(items: list[StreamEvent]) -> list[tuple[str, dict]]:
     out = []
     for chunk in map(_wire, items):
         fields = dict(line.split(": ", 1) for line in chunk.strip().splitlines() if ": " in line)
@@ -96,7 +96,7 @@ def test_late_subscriber_gets_the_change_it_raced_with(store: JobStore):
 def test_idle_stream_sends_a_retry_hint_then_keepalive_comments(store: JobStore):
     job = _job(store)  # stays queued: nothing but keep-alives after its first state
 
-    async def main() -> list[ServerSentEvent]:
+    async def main() -> list[StreamEvent]:
         hub = EventHub(store, poll_s=0.03)
         hub.start()
         try:
