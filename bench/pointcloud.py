@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
-from bench.degrade import CASES, degrade  # needs ROOT on the path
+from bench.degrade import CASES, degrade  # noqa: E402 - needs ROOT on the path
 
 N_POINTS = 50_000
 """Samples of a clean mesh."""

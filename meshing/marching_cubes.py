@@ -322,7 +322,8 @@ def extract_sdf(
         raw[i : i + slabs] = ev(idx).reshape(len(xs), m, m)
     coarse, coarse_count = raw.astype(np.float64) - level, ev.count
     # A point of a block is within half a lattice-cell diagonal of some lattice sample.
-    margin = lambda s: safety * 0.5 * s * float(np.linalg.norm(step))
+    def margin(s):
+        return safety * 0.5 * s * float(np.linalg.norm(step))
     marked = _mark_blocks(coarse, pos, n, block, margin(stride))
     nb = marked.shape[0]
     store = _SampleStore()

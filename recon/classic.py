@@ -16,7 +16,6 @@ import numpy as np
 from meshing.mesh import Mesh
 from recon.progress import CancelToken, ProgressEvent, ProgressFn, Stage, no_progress
 
-
 ORIENTATIONS = ("winding", "tangent_plane")
 """How ``poisson_reconstruct`` orients the normals it estimates."""
 

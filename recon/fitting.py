@@ -81,7 +81,7 @@ class Fitter(abc.ABC):
     schedule: Schedule
     """Steps, seed, learning rates and reporting of the fit."""
 
-    def prepare(self, rng: np.random.Generator, device: torch.device) -> None:
+    def prepare(self, rng: np.random.Generator, device: torch.device) -> None:  # noqa: B027 - optional hook
         """Draw what the fit samples from (subsample, pools, rays) from ``rng``, before the build."""
 
     @abc.abstractmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import anyio
 
@@ -21,7 +20,7 @@ class ServiceContext:
     artifacts: ArtifactStore
     hub: EventHub
     validation_limiter: anyio.CapacityLimiter
-    dispatcher: Optional[Dispatcher] = None
+    dispatcher: Dispatcher | None = None
     """None in an API-only replica (``dispatcher_enabled=false``)."""
 
     def wake_dispatcher(self) -> None:

@@ -11,9 +11,10 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO
 
 CHUNK = 1 << 20
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
@@ -24,7 +25,7 @@ class StorageConfig:
     """Where artifacts live (picklable, sent to Ray workers)."""
 
     url: str
-    endpoint_url: Optional[str] = None
+    endpoint_url: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -72,7 +73,7 @@ class ArtifactStore:
         check_key(key)
         return str(self.root / key) if self.fs is None else f"{self.root}/{key}"
 
-    def local_path(self, key: str) -> Optional[Path]:
+    def local_path(self, key: str) -> Path | None:
         """The file behind ``key`` when the store is local (lets workers skip a copy), else None."""
         return Path(self._path(key)) if self.fs is None else None
 

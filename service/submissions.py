@@ -46,7 +46,7 @@ def parse_spec(raw: str) -> JobSpec:
     try:
         return JobSpec.model_validate_json(raw or "{}")
     except ValidationError as e:
-        raise validation_problem([{**err, "loc": ("spec", *err["loc"])} for err in e.errors()], code=ProblemCode.INVALID_SPEC)
+        raise validation_problem([{**err, "loc": ("spec", *err["loc"])} for err in e.errors()], code=ProblemCode.INVALID_SPEC) from e
 
 
 def _parse_body(model, raw: bytes):
@@ -55,7 +55,7 @@ def _parse_body(model, raw: bytes):
     except ValidationError as e:
         errors = e.errors()
         spec_error = any("spec" in [str(x) for x in err["loc"]] for err in errors)
-        raise validation_problem(errors, code=ProblemCode.INVALID_SPEC if spec_error else ProblemCode.VALIDATION_ERROR)
+        raise validation_problem(errors, code=ProblemCode.INVALID_SPEC if spec_error else ProblemCode.VALIDATION_ERROR) from e
 
 
 def _media_type(request: Request) -> str:

@@ -89,7 +89,7 @@ def _declared_length(request: Request) -> int | None:
     try:
         return int(raw) if raw is not None else None
     except ValueError:
-        raise Problem(400, ProblemCode.BAD_REQUEST, "Content-Length is not a number")
+        raise Problem(400, ProblemCode.BAD_REQUEST, "Content-Length is not a number") from None
 
 
 async def read_json_body(request: Request, *, limit: int = MAX_JSON_BYTES) -> bytes:
@@ -105,7 +105,7 @@ async def read_json_body(request: Request, *, limit: int = MAX_JSON_BYTES) -> by
                 raise too_large(limit)
             chunks.append(chunk)
     except ClientDisconnect:
-        raise Problem(400, ProblemCode.BAD_REQUEST, "the client went away before sending the whole body")
+        raise Problem(400, ProblemCode.BAD_REQUEST, "the client went away before sending the whole body") from None
     return b"".join(chunks)
 
 
@@ -182,10 +182,10 @@ async def read_multipart(request: Request, *, scratch: Path, max_bytes: int, max
         parser.finalize()
     except FormParserError as e:
         form.cleanup()
-        raise Problem(400, ProblemCode.BAD_REQUEST, f"malformed multipart body: {e}")
+        raise Problem(400, ProblemCode.BAD_REQUEST, f"malformed multipart body: {e}") from e
     except ClientDisconnect:
         form.cleanup()
-        raise Problem(400, ProblemCode.BAD_REQUEST, "the client went away before sending the whole body")
+        raise Problem(400, ProblemCode.BAD_REQUEST, "the client went away before sending the whole body") from None
     except BaseException:
         form.cleanup()
         raise
@@ -218,9 +218,9 @@ def _validate_points(path: Path, name: str, max_points: int) -> None:
     try:
         load_point_cloud(path, max_points=max_points)
     except InputError as e:  # named after the client's file, not the scratch file
-        raise Problem(422, e.code, f"{name}: {e.detail}")
+        raise Problem(422, e.code, f"{name}: {e.detail}") from e
     except (MemoryError, OSError, ValueError) as e:
-        raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: could not read the file ({type(e).__name__})")
+        raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: could not read the file ({type(e).__name__})") from e
 
 
 def _validate_mesh(path: Path, name: str) -> None:
@@ -231,7 +231,7 @@ def _validate_mesh(path: Path, name: str) -> None:
     try:
         mesh = load_mesh(path)
     except (ValueError, OSError, KeyError, IndexError, MemoryError) as e:
-        raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: could not read the mesh: {e}")
+        raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: could not read the mesh: {e}") from e
     if getattr(mesh, "n_faces", 1) == 0:
         raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: the ground-truth mesh has no faces")
 
@@ -247,9 +247,9 @@ def _validate_images(path: Path, name: str, scratch: Path, max_bytes: int, max_m
             safe_extract(path, tmp, max_members=max_members, max_total_bytes=max_bytes)
             probe_multiview(find_dataset_root(Path(tmp)))
         except InputError as e:  # named after the client's file and the member, not scratch paths
-            raise Problem(422, e.code, f"{name}: {detail_within(e, Path(tmp))}")
+            raise Problem(422, e.code, f"{name}: {detail_within(e, Path(tmp))}") from e
         except (MemoryError, OSError, ValueError) as e:
-            raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: could not read the image set ({type(e).__name__})")
+            raise Problem(422, InputErrorCode.MALFORMED_FILE, f"{name}: could not read the image set ({type(e).__name__})") from e
 
 
 def _image_methods() -> tuple[str, str]:

@@ -37,7 +37,7 @@ class HashSDFConfig:
     full_levels_at: float = 0.5
     """Fraction of training after which every level is active."""
 
-    def build(self) -> "HashSDF":
+    def build(self) -> HashSDF:
         return HashSDF(self)
 
 

@@ -36,7 +36,7 @@ class SirenSDFConfig:
     multi_frequency: bool = True
     """Use the multi-frequency geometric initialisation (MFGI)."""
 
-    def build(self) -> "SirenSDF":
+    def build(self) -> SirenSDF:
         return SirenSDF(self)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -64,7 +63,7 @@ def normalize(pc: PointCloud, *, margin: float = 0.1) -> tuple[PointCloud, Norma
     return PointCloud(norm.to_unit(pc.points), pc.normals, pc.colors), norm
 
 
-def subsample(pc: PointCloud, n: int, seed: Optional[int] = 0) -> PointCloud:
+def subsample(pc: PointCloud, n: int, seed: int | None = 0) -> PointCloud:
     """``n`` points drawn without replacement (file order kept); all of them if fewer exist."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")

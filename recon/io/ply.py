@@ -19,7 +19,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class PlyProperty:
     name: str
     dtype: str
     """numpy type code without byte order, e.g. 'f4'; for a list, the item type."""
-    count_dtype: Optional[str] = None
+    count_dtype: str | None = None
     """For a list property, the type of its length prefix; None for a scalar."""
 
     @property
@@ -105,7 +105,7 @@ def read_header(f: BinaryIO, path: Path) -> PlyHeader:
     first = f.readline(16)
     if first.strip() != b"ply":
         raise _malformed("not a PLY file (first line is not 'ply')", path)
-    fmt: Optional[str] = None
+    fmt: str | None = None
     elements: list[tuple[str, int, list[PlyProperty]]] = []
     used = len(first)
     while True:
@@ -160,7 +160,7 @@ def _parse_property(tok: list[str], path: Path) -> PlyProperty:
     raise _malformed(f"bad PLY property line {' '.join(tok)!r}", path)
 
 
-def read_ply_vertices(path: Path, *, max_points: Optional[int] = None) -> PlyVertexData:
+def read_ply_vertices(path: Path, *, max_points: int | None = None) -> PlyVertexData:
     """Read the scalar properties of the vertex element of the PLY file at ``path``.
 
     Raises ``InputError`` (malformed_file, truncated, too_many_points, unsupported_format).

@@ -25,9 +25,9 @@ import re
 import struct
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from recon.io.ply import read_ply_vertices
 from recon.registry import lookup, register
 
 
-def _fail(code: str, detail: str, path: Optional[Union[str, Path]] = None) -> InputError:
+def _fail(code: str, detail: str, path: str | Path | None = None) -> InputError:
     # Loaders raise without a path; load_point_cloud attributes the error to the file.
     return InputError(detail, code=code, path=path)
 
@@ -47,8 +47,8 @@ class PointCloud:
     """points: (n, 3) float64; normals: (n, 3) float64 or None; colors: (n, 3) uint8 or None."""
 
     points: np.ndarray
-    normals: Optional[np.ndarray] = None
-    colors: Optional[np.ndarray] = None
+    normals: np.ndarray | None = None
+    colors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.points = np.ascontiguousarray(self.points, dtype=np.float64).reshape(-1, 3)
@@ -66,13 +66,13 @@ class PointCloud:
         return int(self.points.shape[0])
 
 
-Loader = Callable[[Path, Optional[int]], PointCloud]
+Loader = Callable[[Path, int | None], PointCloud]
 LOADERS: dict[str, Loader] = {}
 """Suffix (lower case, with dot) -> loader(path, max_points) returning an unvalidated cloud."""
 
 
 def load_point_cloud(
-    path: Union[str, Path], *, min_points: int = 100, max_points: Optional[int] = None
+    path: str | Path, *, min_points: int = 100, max_points: int | None = None
 ) -> PointCloud:
     """Load and validate the point cloud at ``path``, choosing the reader by file suffix.
 
@@ -104,8 +104,8 @@ def validate_point_cloud(
     pc: PointCloud,
     *,
     min_points: int = 100,
-    max_points: Optional[int] = None,
-    path: Optional[Union[str, Path]] = None,
+    max_points: int | None = None,
+    path: str | Path | None = None,
 ) -> PointCloud:
     """Check ``pc`` as described in the module docstring; returns it with unit normals."""
     n, pts = len(pc), pc.points
@@ -154,7 +154,7 @@ def validate_point_cloud(
     return PointCloud(pts, normals, pc.colors)
 
 
-def _too_many(n: int, max_points: Optional[int], what: str) -> None:
+def _too_many(n: int, max_points: int | None, what: str) -> None:
     if max_points is not None and n > max_points:
         detail = f"{what} declares {n} points, more than the limit of {max_points}"
         raise _fail(E.TOO_MANY_POINTS, detail)
@@ -180,7 +180,7 @@ _COLOR_NAMES = (
 
 
 @register(LOADERS, ".ply")
-def _load_ply(path: Path, max_points: Optional[int]) -> PointCloud:
+def _load_ply(path: Path, max_points: int | None) -> PointCloud:
     data = read_ply_vertices(path, max_points=max_points)
     cols = data.columns
     if not all(k in cols for k in "xyz"):
@@ -217,7 +217,7 @@ def _parse_table(text: str, **kwargs) -> np.ndarray:
 @register(LOADERS, ".xyz")
 @register(LOADERS, ".txt")
 @register(LOADERS, ".pts")
-def _load_text(path: Path, max_points: Optional[int]) -> PointCloud:
+def _load_text(path: Path, max_points: int | None) -> PointCloud:
     """x y z [nx ny nz] per line, whitespace or comma separated, '#' comments.
 
     A first data line holding a single integer (the point count, as in Leica .pts) is skipped;
@@ -263,7 +263,7 @@ def _check_shape(shape: tuple, cols: tuple[int, ...], what: str) -> None:
 
 
 @register(LOADERS, ".npy")
-def _load_npy(path: Path, max_points: Optional[int]) -> PointCloud:
+def _load_npy(path: Path, max_points: int | None) -> PointCloud:
     """A numeric (n, 3) array of points or (n, 6) of points and normals."""
     with open(path, "rb") as f:
         shape, _, dtype = _npy_header(f, "array")
@@ -284,7 +284,7 @@ _MAX_DEFLATE_RATIO = 1100
 
 
 @register(LOADERS, ".npz")
-def _load_npz(path: Path, max_points: Optional[int]) -> PointCloud:
+def _load_npz(path: Path, max_points: int | None) -> PointCloud:
     """Arrays 'points' (or 'xyz'/'vertices') (n, 3), optional 'normals' and 'colors' (n, 3)."""
     try:
         with zipfile.ZipFile(path) as zf:
@@ -311,7 +311,7 @@ def _load_npz(path: Path, max_points: Optional[int]) -> PointCloud:
     return PointCloud(points, None if normals is None else normals.astype(np.float64), colors)
 
 
-def _npz_array(zf: zipfile.ZipFile, key: str, n: Optional[int], max_points) -> np.ndarray:
+def _npz_array(zf: zipfile.ZipFile, key: str, n: int | None, max_points) -> np.ndarray:
     info = zf.getinfo(key + ".npy")
     with zf.open(info) as f:
         shape, _, dtype = _npy_header(f, f"array {key!r}")
@@ -330,7 +330,7 @@ def _npz_array(zf: zipfile.ZipFile, key: str, n: Optional[int], max_points) -> n
 
 
 @register(LOADERS, ".obj")
-def _load_obj(path: Path, max_points: Optional[int]) -> PointCloud:
+def _load_obj(path: Path, max_points: int | None) -> PointCloud:
     """Vertices of a Wavefront OBJ; ``vn`` normals are used only if they pair up with ``v``.
 
     They pair up when there are as many ``vn`` as ``v`` lines and every face corner
@@ -354,7 +354,7 @@ def _load_obj(path: Path, max_points: Optional[int]) -> PointCloud:
 
 
 @register(LOADERS, ".off")
-def _load_off(path: Path, max_points: Optional[int]) -> PointCloud:
+def _load_off(path: Path, max_points: int | None) -> PointCloud:
     """Vertices of an OFF mesh (also COFF/NOFF: colors ignored, NOFF normals used)."""
     text = _read_text(path)
     tokens, pos = [], 0
@@ -386,7 +386,7 @@ _STL_DTYPE = np.dtype([("normal", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2
 
 
 @register(LOADERS, ".stl")
-def _load_stl(path: Path, max_points: Optional[int]) -> PointCloud:
+def _load_stl(path: Path, max_points: int | None) -> PointCloud:
     """Unique triangle corners of a binary or ascii STL (facet normals are not per-vertex)."""
     with open(path, "rb") as f:
         head = f.read(84)
@@ -410,7 +410,7 @@ def _load_stl(path: Path, max_points: Optional[int]) -> PointCloud:
 
 @register(LOADERS, ".las")
 @register(LOADERS, ".laz")
-def _load_las(path: Path, max_points: Optional[int]) -> PointCloud:
+def _load_las(path: Path, max_points: int | None) -> PointCloud:
     """Scaled x, y, z (and 16-bit RGB if present) of a LAS/LAZ file, read in chunks.
 
     Chunked reading means memory grows with the points actually present, not with the count a

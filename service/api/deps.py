@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import anyio
 from fastapi import Depends, Header, Request
@@ -24,8 +24,8 @@ CtxDep = Annotated[ServiceContext, Depends(get_ctx)]
 
 async def current_principal(
     ctx: CtxDep,
-    api_key: Annotated[Optional[str], Depends(_api_key_header)],
-    bearer: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The caller: 401 problem when auth is enabled and the key is missing, unknown or revoked."""
     key = api_key or (bearer.credentials if bearer is not None else None)
@@ -36,7 +36,7 @@ async def current_principal(
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
-IdempotencyKey = Annotated[Optional[str], Header(
+IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", max_length=255,
     description="Makes resubmission safe: the same key with the same request returns the original "
                 "(200); with a different request, 409 idempotency_conflict.")]

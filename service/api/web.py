@@ -87,7 +87,7 @@ def _load_points(ctx: ServiceContext, job: Job, max_points: int) -> tuple[np.nda
         try:
             cloud = load_point_cloud(path, min_points=1)
         except InputError as e:  # only when the file changed after submission; name the client's file
-            raise Problem(422, e.code, f"{job.input['name']}: {e.detail}")
+            raise Problem(422, e.code, f"{job.input['name']}: {e.detail}") from e
     return subsample(cloud, max_points, seed=0).points, len(cloud)
 
 

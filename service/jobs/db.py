@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -28,7 +27,7 @@ class DatabaseConfig:
     """Enough to open the job store anywhere (picklable, sent to Ray workers)."""
 
     url: str
-    schema: Optional[str] = None
+    schema: str | None = None
 
     @property
     def is_sqlite(self) -> bool:

@@ -176,7 +176,8 @@ def test_tracing_recovers_blocks_the_coarse_tests_miss():
     # of radius 0.032 placed between stride-2 lattice samples: no lattice test sees it, but the
     # fine samples on the shared face change sign, so tracing must pull in the outer blocks.
     c = torch.tensor([0.0, 0.031, 0.031])
-    steep = lambda x: 200.0 * ((x - c).norm(dim=1) - 0.501)
+    def steep(x):
+        return 200.0 * ((x - c).norm(dim=1) - 0.501)
     stats = ExtractStats()
     mesh = extract_sdf(steep, resolution=64, block_size=8, safety=1.0, stats=stats)
     assert stats.blocks_propagated > 0

@@ -9,7 +9,7 @@ import torch
 from recon.encodings.hash_grid import HashGridConfig
 from recon.fields import HashSDFConfig, SirenSDFConfig
 from recon.pointcloud import DigsConfig, fit_sdf
-from recon.progress import CancelToken, Cancelled
+from recon.progress import Cancelled, CancelToken
 
 RADIUS = 0.6
 

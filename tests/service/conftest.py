@@ -174,10 +174,10 @@ def make_server(tmp_path_factory, ray_session) -> Iterator[Callable[..., Server]
         return Server(url=url, app=app, client=client, stop=stop)
 
     yield make
-    for server, thread, client in running:
+    for server, _thread, client in running:
         client.close()
         server.should_exit = True
-    for server, thread, client in running:
+    for _server, thread, _client in running:
         thread.join(30)
 
 

@@ -10,7 +10,6 @@ import pytest
 from service.storage import ArtifactStore, StorageConfig, check_key, sha256_file
 
 
-
 @pytest.fixture(params=["local", "s3"])
 def artifacts(request, tmp_path) -> ArtifactStore:
     if request.param == "local":

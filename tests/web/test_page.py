@@ -166,7 +166,7 @@ def test_watch_a_fit_with_a_time_estimate_then_cancel_it(page, clouds):
     try:
         page.wait_for_function("document.getElementById('eta').textContent.startsWith('About')", timeout=45_000)
     except PlaywrightTimeout:  # say where the job was: queued (Ray busy or gone) or already over
-        raise AssertionError("no time estimate; the page shows: " + " ".join(page.text_content("#progress-box").split()))
+        raise AssertionError("no time estimate; the page shows: " + " ".join(page.text_content("#progress-box").split())) from None
     assert page.text_content("#stage").startswith("Learning the surface — ")
     assert re.fullmatch(r"About (\d+ s|\d+ min \d\d s) left\.", page.text_content("#eta"))
     assert page.text_content("#elapsed").startswith("Running for ")

@@ -174,7 +174,8 @@ def test_cpp_gradcheck_float64(ext):
     assert torch.autograd.gradcheck(lambda x, t: _CppEncode.apply(x, t, grid.layout, 3), (x, table))
     # With the Jacobian output: table only (d jac / d x is intentionally not implemented).
     xd = x.detach()
-    fn = lambda t: _CppEncodeWithJacobian.apply(xd, t, grid.layout, 3)
+    def fn(t):
+        return _CppEncodeWithJacobian.apply(xd, t, grid.layout, 3)
     assert torch.autograd.gradcheck(fn, (table,))
 
 

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 from sqlalchemy import select
-
 from svc_helpers import POISSON, assert_problem, submit
 
 

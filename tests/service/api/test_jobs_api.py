@@ -6,7 +6,6 @@ import hashlib
 import json
 
 import pytest
-
 from svc_helpers import PG_URL, POISSON, assert_problem, pg_available, read_sse, submit
 
 
