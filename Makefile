@@ -21,7 +21,9 @@ setup-test: $(VENV)/.installed-test
 run: $(VENV)/.installed-run
 	$(BIN)/surfrecon serve
 
+# Lint first (the rule set is in pyproject.toml), then the suite.
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
 bench: $(VENV)/.installed-run

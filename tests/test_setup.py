@@ -117,3 +117,18 @@ def test_set_up_script_hides_no_failure():
         code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
         assert not re.search(r"\|\|\s*(true|echo|:)\b", code), rel
         assert "grep -v" not in code or rel == "scripts/lock.sh", rel  # lock.sh filters freeze output only
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_test_lints_before_the_suite(scratch):
+    """`make test` (what .ci/run calls) runs `ruff check .` and then pytest, in that order."""
+    (scratch / ".venv").mkdir()
+    stamp = scratch / ".venv" / ".installed-test"
+    stamp.touch()
+    future = time.time() + 10
+    os.utime(stamp, (future, future))
+    plan = subprocess.run(["make", "-n", "-C", str(scratch), "test"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    assert [line.split()[1:3] for line in plan if line.startswith(".venv/bin/")] == [
+        ["check", "."], ["-m", "pytest"]]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
