@@ -13,12 +13,14 @@ pytestmark = needs_chromium
 
 @pytest.fixture(scope="module")
 def photo_zip(shared_data, tmp_path_factory):
-    """The shared DTU scan24 views (NeuS layout: image/, mask/, cameras_sphere.npz) as a zip."""
-    root = shared_data / "multiview" / "dtu_scan24_neus_200x150"
+    """Six real DTU scan24 views at 64x64 (NeuS layout: image/, cameras_sphere.npz) as a zip."""
+    from tests.support.dtu import write_dtu_subset
+
+    root = write_dtu_subset(shared_data, tmp_path_factory.mktemp("dtu") / "scan24", size=64)
     path = tmp_path_factory.mktemp("photos") / "scan24.zip"
     with zipfile.ZipFile(path, "w") as z:
         for f in sorted(root.rglob("*")):
-            if f.is_file() and f.name != "cameras_sphere_fullres_1600x1200.npz":
+            if f.is_file():
                 z.write(f, f.relative_to(root))
     return path
 
