@@ -118,7 +118,7 @@ def run(
     ctx = MethodContext(preset_name=spec.preset, preset=method.presets[spec.preset], seed=spec.seed,
                         resolution=spec.resolution, extractor=spec.extractor or method.default_extractor,
                         max_fit_points=spec.max_fit_points, device=device, progress=progress, cancel=cancel,
-                        checkpoint_path=checkpoint_path)
+                        checkpoint_path=checkpoint_path, bbox=None if spec.bbox is None else tuple(spec.bbox))
     out = method.reconstruct(loaded.data, ctx)
     timings["reconstruct"] = time.perf_counter() - t
     timings.update(ctx.timings)

@@ -90,6 +90,9 @@ class MethodContext:
     """Cancellation token, checked between steps and stages."""
     checkpoint_path: Path | None
     """Where the fit saves and resumes its checkpoint (None: no checkpoints)."""
+    bbox: tuple[float, ...] | None = None
+    """Image methods: the region to reconstruct, [xmin, ymin, zmin, xmax, ymax, zmax] in the
+    input's frame, or None to find it from the data."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per named part of the method ('fit', 'extract'), reported in the metrics."""
 
