@@ -156,8 +156,10 @@ class NeusModel(nn.Module):
         """Render rays (n, 3) from ``origins`` along unit ``dirs`` in the normalised frame.
 
         Returns ``rgb`` (n, 3), ``opacity`` (n,), ``depth`` (n,) (expected distance of the
-        visible surface, weights not renormalised), ``grad`` (m, 3) at the m evaluated samples
-        and ``n_samples``. With ``train`` the outputs keep the graph for the eikonal term.
+        visible surface, weights not renormalised), ``grad`` (m, 3) at the m evaluated samples,
+        ``n_samples``, ``background`` (n, 3) (the colour behind the foreground) and, unless
+        ``train``, ``normal`` (n, 3) (weighted unit normals; zero where nothing is hit). With
+        ``train`` the outputs keep the graph for the eikonal term.
         """
         n = origins.shape[0]
         near, far, hit = ray_sphere_bounds(origins, dirs)
@@ -165,6 +167,7 @@ class NeusModel(nn.Module):
         rgb = origins.new_zeros(n, 3)
         opacity = origins.new_zeros(n)
         depth = origins.new_zeros(n)
+        normal = origins.new_zeros(n, 3)
         grad = origins.new_zeros(0, 3)
         m = pos.shape[0]
         if m > 0:
@@ -178,6 +181,9 @@ class NeusModel(nn.Module):
             w = weights[keep]
             rgb = rgb.index_add(0, ray_of, w[:, None] * color)
             depth = depth.index_add(0, ray_of, w * t[keep])
+            if not train:  # the rendered normal map (unit normals, opacity-weighted), for people
+                unit = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+                normal = normal.index_add(0, ray_of, w[:, None] * unit)
         if self.background_field is not None:
             # Behind the sphere for rays through it, from the closest approach on for the others.
             t_start = torch.where(hit, far, (-(origins * dirs).sum(-1)).clamp_min(0))
@@ -185,7 +191,8 @@ class NeusModel(nn.Module):
         else:
             behind = self.background.expand(n, 3)
         rgb = rgb + (1.0 - opacity)[:, None] * behind
-        return {"rgb": rgb, "opacity": opacity, "depth": depth, "grad": grad, "n_samples": m, "background": behind}
+        return {"rgb": rgb, "opacity": opacity, "depth": depth, "grad": grad, "n_samples": m, "background": behind,
+                "normal": normal}
 
     def set_progress(self, fraction: float) -> None:
         """Training progress in [0, 1]: the SDF's coarse-to-fine levels."""
@@ -344,14 +351,15 @@ def fit_neus(
 
 
 def render_views(model: NeusModel, dataset: MultiviewDataset, *, chunk: int = 4096,
-                 cancel: CancelToken | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Render every view of ``dataset``: (N, H, W, 3) RGB and (N, H, W) opacity, float32 numpy."""
+                 cancel: CancelToken | None = None, normals: bool = False):
+    """Render every view of ``dataset``: (N, H, W, 3) RGB and (N, H, W) opacity, float32 numpy;
+    with ``normals`` also the (N, H, W, 3) normal maps (normalised frame, opacity-weighted)."""
     _check_dataset(dataset)
     device = next(model.parameters()).device
     n, (h, w) = dataset.n_views, dataset.hw
     origins, dirs = dataset_rays(dataset, device)
     origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
-    rgb, acc = [], []
+    rgb, acc, nrm = [], [], []
     with torch.no_grad():
         for o, d in zip(origins.split(chunk), dirs.split(chunk)):
             if cancel is not None:
@@ -359,7 +367,24 @@ def render_views(model: NeusModel, dataset: MultiviewDataset, *, chunk: int = 40
             out = model.render(o, d)
             rgb.append(out["rgb"].clamp(0, 1).cpu())
             acc.append(out["opacity"].cpu())
-    return (torch.cat(rgb).reshape(n, h, w, 3).numpy(), torch.cat(acc).reshape(n, h, w).numpy())
+            nrm.append(out["normal"].cpu())
+    images = (torch.cat(rgb).reshape(n, h, w, 3).numpy(), torch.cat(acc).reshape(n, h, w).numpy())
+    return (*images, torch.cat(nrm).reshape(n, h, w, 3).numpy()) if normals else images
+
+
+def views_image(photos: np.ndarray, renders: np.ndarray, normals: np.ndarray, opacity: np.ndarray,
+                max_rows: int = 8, max_width: int = 1536) -> np.ndarray:
+    """One uint8 image with a row per view: the photo, its rendering and the rendered normals
+    (``(n + 1) / 2`` as RGB over white where the opacity is low). Rows beyond ``max_rows`` are
+    left out (evenly chosen); the sheet is shrunk (by whole pixels) to at most ``max_width``."""
+    n = photos.shape[0]
+    pick = np.unique(np.linspace(0, n - 1, min(n, max_rows)).round().astype(int))
+    a = opacity[pick][..., None]
+    shaded = ((normals[pick] * 0.5 + 0.5) * a + (1.0 - a)).clip(0, 1)
+    rows = [np.concatenate([photos[i], renders[i], shaded[k]], axis=1) for k, i in enumerate(pick)]
+    sheet = np.concatenate(rows, axis=0)
+    step = max(1, math.ceil(sheet.shape[1] / max_width))
+    return np.round(sheet[::step, ::step] * 255.0).clip(0, 255).astype(np.uint8)
 
 
 def vertex_colors(model: NeusModel, vertices: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:

@@ -99,7 +99,8 @@ def run(
 ) -> Result:
     """Reconstruct ``input_path`` according to ``spec`` and write artifacts into ``out_dir``.
 
-    Artifacts: ``mesh.<fmt>`` for each requested format and ``metrics.json``. Raises
+    Artifacts: ``mesh.<fmt>`` for each requested format, ``metrics.json`` and the method's own
+    (``neus``: ``views.png``, each held-out view beside its rendering and normals). Raises
     ``recon.io.InputError`` (a ValueError) for bad input and ``Cancelled`` when cancelled.
     """
     t0 = time.perf_counter()
@@ -136,7 +137,10 @@ def run(
     timings["metrics"] = time.perf_counter() - t
     progress(ProgressEvent(Stage.METRICS, 1, 1))
     metrics.update(loaded.size)
-    return _export(mesh, metrics, timings, spec, out_dir, progress, t0)
+    extra = out.artifacts(out_dir)
+    result = _export(mesh, metrics, timings, spec, out_dir, progress, t0)
+    result.artifacts.update(extra)
+    return result
 
 
 def _finish_mesh(mesh: Mesh, spec: JobSpec, norm: Normalization) -> Mesh:

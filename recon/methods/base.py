@@ -64,6 +64,9 @@ class Reconstruction:
     metrics: Callable[[], dict] = dict
     """The method's own metrics (e.g. held-out views), computed in the pipeline's metrics stage
     after the mesh is finished."""
+    artifacts: Callable[[Path], dict[str, Path]] = lambda out_dir: {}
+    """Writes the method's own artifacts (e.g. ``views.png``) into ``out_dir`` after its metrics;
+    returns name -> path."""
 
 
 @dataclass

@@ -28,20 +28,23 @@ def presets() -> dict[str, Preset]:
     }
 
 
-def held_out_views(model, views, ctx: MethodContext) -> dict:
+def held_out_views(model, views, ctx: MethodContext, sheet: dict | None = None) -> dict:
     """View counts, how the unit sphere was chosen, and the PSNR of the held-out views rendered
     from the fitted ``NeusModel``: over whole images, over the masks' foreground and the
-    opacity's mask error (when masks exist)."""
+    opacity's mask error (when masks exist). ``sheet['image']`` receives the views image
+    (:func:`recon.multiview.views_image`) when a dict is given."""
     import numpy as np
 
     from meshing.metrics import psnr
-    from recon.multiview import render_views
+    from recon.multiview import render_views, views_image
 
     train, test = views
     out: dict = {"n_train": train.n_views, "n_test": 0 if test is None else test.n_views,
                  "normalization_source": train.normalization_source}
     if test is not None:
-        rgb, opacity = render_views(model, test, cancel=ctx.cancel)
+        rgb, opacity, normals = render_views(model, test, cancel=ctx.cancel, normals=True)
+        if sheet is not None:
+            sheet["image"] = views_image(test.images, rgb, normals, opacity)
         out["psnr_test"] = psnr(rgb, test.images)
         if test.masks is not None and (test.masks > 0.5).any():
             out["psnr_test_foreground"] = psnr(rgb, test.images, mask=test.masks)
@@ -97,13 +100,26 @@ def reconstruct(views, ctx: MethodContext) -> Reconstruction:
     if mesh.is_empty:
         raise ValueError("the neus reconstruction produced an empty mesh (no surface inside the region of interest)")
 
+    sheet: dict = {}
+
     def metrics() -> dict:
-        out = {"views": held_out_views(model, fg_views, ctx)}
+        out = {"views": held_out_views(model, fg_views, ctx, sheet)}
         out["views"]["background_model"] = "grid" if uses_background_field(cfg, views.train) else "constant"
         out["views"]["region"] = region.describe(views.train.normalization)
         return out
 
-    return Reconstruction(mesh, metrics=metrics)
+    def artifacts(out_dir):
+        """``views.png``: each held-out photo, its rendering and the rendered normals (none
+        without held-out views)."""
+        from PIL import Image
+
+        if "image" not in sheet:
+            return {}
+        path = out_dir / "views.png"
+        Image.fromarray(sheet["image"]).save(path)
+        return {path.name: path}
+
+    return Reconstruction(mesh, metrics=metrics, artifacts=artifacts)
 
 
 METHOD = register_method(Method(

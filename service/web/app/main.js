@@ -256,6 +256,7 @@ async function openJob(job, points = null) {
   history.replaceState(null, '', `#job=${job.id}`);
   progress.update(job);
   viewer?.clear();
+  $('views-box').hidden = true;
   renderDownloads($('downloads'), job.artifacts, download);
   renderMetrics($('metrics'), null);
   $('view-info').textContent = '';
@@ -298,10 +299,28 @@ async function follow(id, view) {
   }
 }
 
+/** The job's views.png (held-out photos, renderings, normals) under the 3D view, when it has one. */
+async function showViews(job, view) {
+  const box = $('views-box');
+  const img = $('views-img');
+  const art = job.artifacts?.find((a) => a.name === 'views.png');
+  if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
+  img.removeAttribute('src');
+  box.hidden = true;
+  if (!art) return;
+  const buf = await fetchArtifact(art.url);
+  if (view !== state.view) return;
+  img.src = URL.createObjectURL(new Blob([buf], { type: 'image/png' }));
+  box.hidden = false;
+}
+
 async function showResult(job, view) {
   renderDownloads($('downloads'), job.artifacts, download);
   loadJobs();
   if (job.status !== 'succeeded') return;
+  showViews(job, view).catch((err) => {
+    $('job-error').textContent = `The views could not be shown: ${err.message}`;
+  });
   const art = meshArtifact(job);
   const metrics = job.artifacts.find((a) => a.name === 'metrics.json');
   try {
