@@ -236,13 +236,14 @@ def hemisphere_cameras(n: int, distance: float, height: int, width: int, fov_deg
 
 def render_scene_dataset(mesh, n_views: int, height: int, width: int, *, radius: float = 0.5,
                          fov_deg: float = 40.0, distance: float = 2.2, backdrop_radius: float = 4.0,
-                         seed: int = 0, with_object_masks: bool = False):
+                         elevation_deg: tuple[float, float] = (12.0, 60.0), seed: int = 0,
+                         with_object_masks: bool = False):
     """``mesh`` standing on a checkered ground inside a textured backdrop sphere, without masks.
 
     The mesh is normalised into the sphere of ``radius`` about the origin (the dataset's
     ``normalization`` maps back to the mesh's own frame); the ground is the plane of its lowest
     vertex; the backdrop a sphere of ``backdrop_radius``. ``n_views`` cameras at ``distance``
-    look at the origin from 12-60 degrees above the horizon. Every surface is shaded like
+    look at the origin from ``elevation_deg`` (default 12-60) degrees above the horizon. Every surface is shaded like
     :func:`render_mesh` (object: procedural texture or vertex colours; ground: a checker;
     backdrop: a slower procedural texture). ``masks`` is None: the unmasked setting; with
     ``with_object_masks`` the object's masks (N, H, W) are returned beside the dataset, for judging.
@@ -260,7 +261,7 @@ def render_scene_dataset(mesh, n_views: int, height: int, width: int, *, radius:
     colors = None if colors is None else np.asarray(colors, dtype=np.float64)[:, :3] / 255.0
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
-    Ks, c2w = hemisphere_cameras(n_views, distance, height, width, fov_deg, seed=seed)
+    Ks, c2w = hemisphere_cameras(n_views, distance, height, width, fov_deg, elevation_deg, seed=seed)
     images, object_masks = [], []
     for K, pose in zip(Ks, c2w):
         origin, dirs = pixel_rays(K, pose, height, width)
