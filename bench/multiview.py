@@ -114,7 +114,8 @@ def run_method(name: str, args, ds, gt) -> dict:
     method = get_method("neus")
     preset = method.presets[args.preset]
     cfg = replace(preset.fit, steps=args.steps or (60 if args.quick else preset.fit.steps), log_every=5,
-                  rays_per_batch=args.rays or preset.fit.rays_per_batch, background_model=args.background)
+                  rays_per_batch=args.rays or preset.fit.rays_per_batch, background_model=args.background,
+                  random_background=args.random_background)
     last = {}
     ctx = MethodContext(preset_name=args.preset, preset=replace(preset, fit=cfg), seed=0, resolution=None,
                         extractor="marching_cubes", max_fit_points=None, device=resolve_device("cpu"),
@@ -129,7 +130,8 @@ def run_method(name: str, args, ds, gt) -> dict:
            "size": "x".join(map(str, ds.hw[::-1])), "steps": cfg.steps, "fit_s": ctx.timings["fit"],
            "total_s": wall, "cpu_s": cpu, "s_per_step": ctx.timings["fit"] / cfg.steps, "load": os.getloadavg()[0],
            "psnr": views.get("psnr_test"), "psnr_fg": float("nan"), "spr": last.get("samples_per_ray", 0.0),
-           "inv_s": last.get("inv_s", 0.0), "region": views["region"]["source"], "bg": views["background_model"]}
+           "inv_s": last.get("inv_s", 0.0), "region": views["region"]["source"],
+           "bg": views["background_model"] + (" + random" if cfg.random_background else "")}
     mean_color = train.images.reshape(-1, 3).mean(axis=0)
     row["psnr_mean"] = psnr(np.broadcast_to(mean_color, test.images.shape), test.images)
     if gt is not None:
@@ -189,6 +191,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     p.add_argument("--background", default="auto", choices=["auto", "grid", "none"],
                    help="spot_scene, dtu24: the background model ('none': a constant colour)")
+    p.add_argument("--random-background", action="store_true",
+                   help="spot_scene, dtu24: a random colour at infinity behind the background field in training")
     p.add_argument("--save", default=None, help="write the meshes of method runs into this folder")
     p.add_argument("--dtu-size", type=int, default=192, help="side of the downscaled DTU images (pixels)")
     p.add_argument("--rays", type=int, default=None, help="override the preset's rays per step")

@@ -101,6 +101,9 @@ class NeusConfig:
     views have no masks."""
     background_field: BackgroundConfig = dc_field(default_factory=BackgroundConfig)
     """The background field, when used."""
+    random_background: bool = False
+    """Training only, with the background field: a random colour per ray at infinity (the last
+    background sample) instead of the field's."""
     checkpoint_every: int = 100
     """Save a checkpoint every N steps when a checkpoint path is given (0: never)."""
     log_every: int = 10
@@ -187,7 +190,8 @@ class NeusModel(nn.Module):
         if self.background_field is not None:
             # Behind the sphere for rays through it, from the closest approach on for the others.
             t_start = torch.where(hit, far, (-(origins * dirs).sum(-1)).clamp_min(0))
-            behind = render_background(self.background_field, origins, dirs, t_start, jitter)
+            far = torch.rand(n, 3, device=origins.device) if train and self.config.random_background else None
+            behind = render_background(self.background_field, origins, dirs, t_start, jitter, far)
         else:
             behind = self.background.expand(n, 3)
         rgb = rgb + (1.0 - opacity)[:, None] * behind

@@ -89,16 +89,20 @@ def background_samples(origins: Tensor, dirs: Tensor, t_start: Tensor, n: int,
 
 
 def render_background(field: BackgroundField, origins: Tensor, dirs: Tensor, t_start: Tensor,
-                      jitter: Tensor | None = None) -> Tensor:
+                      jitter: Tensor | None = None, far_color: Tensor | None = None) -> Tensor:
     """(rays, 3) colour of the background seen along each ray from ``t_start`` on.
 
     Opacities come from the density times the sample spacing in contracted space; the last
-    sample is opaque, so the weights sum to one.
+    sample is opaque, so the weights sum to one. ``far_color`` (rays, 3), when given, replaces
+    the field's colour at that last sample (a random colour there in training asks the field to
+    become opaque before infinity, as instant-nsr-pl's random background does).
     """
     n = field.config.n_samples
     pts, _ = background_samples(origins, dirs, t_start, n, jitter)
     density, rgb = field(pts.reshape(-1, 3))
     density, rgb = density.reshape(-1, n), rgb.reshape(-1, n, 3)
+    if far_color is not None:
+        rgb = torch.cat([rgb[:, :-1], far_color[:, None, :]], dim=1)
     cpts = contract(pts.reshape(-1, 3)).reshape(-1, n, 3)
     delta = torch.cat([(cpts[:, 1:] - cpts[:, :-1]).norm(dim=-1), cpts.new_zeros(cpts.shape[0], 1)], dim=1)
     alpha = 1.0 - torch.exp(-density * delta)

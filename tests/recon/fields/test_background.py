@@ -66,3 +66,15 @@ def test_composite_opaque_foreground_hides_background_empty_shows_it():
     np.testing.assert_allclose(red["rgb"][0].numpy(), blue["rgb"][0].numpy(), atol=2e-3)  # hidden
     np.testing.assert_allclose(red["rgb"][1:].numpy(), [[0.9, 0.1, 0.1]] * 2, atol=5e-3)  # shown
     np.testing.assert_allclose(blue["rgb"][1:].numpy(), [[0.1, 0.1, 0.9]] * 2, atol=5e-3)
+
+
+def test_far_color_replaces_the_last_sample():
+    field = BackgroundConfig(n_samples=6).build()
+    o, d, t0 = torch.tensor([[0.0, 0.0, -3.0]] * 2), torch.tensor([[0.0, 0.0, 1.0]] * 2), torch.tensor([4.0, 4.0])
+    far = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    constant_background(field, [0.2, 0.5, 0.7], density=1e-3)  # empty: infinity shows
+    np.testing.assert_allclose(render_background(field, o, d, t0, far_color=far).detach().numpy(), far.numpy(),
+                               atol=2e-3)
+    constant_background(field, [0.2, 0.5, 0.7], density=50.0)  # opaque fog: infinity hidden
+    np.testing.assert_allclose(render_background(field, o, d, t0, far_color=far).detach().numpy(),
+                               [[0.2, 0.5, 0.7]] * 2, atol=2e-3)
