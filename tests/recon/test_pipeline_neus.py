@@ -95,3 +95,15 @@ def test_neus_spec_rejects_point_cloud_options():
 def test_run_neus_on_a_point_cloud_is_a_clear_input_error(sphere_xyz, tmp_path):
     with pytest.raises(ValueError):
         run(JobSpec(method="neus", preset="fast"), sphere_xyz, tmp_path / "out")
+
+
+def test_run_neus_keeps_the_mesh_inside_the_bbox(tmp_path, tiny_preset):
+    scene = tmp_path / "sphere.npz"
+    write_nerf_npz(scene)
+    box = [*(CENTER - 1.0), *(CENTER + [1.0, 1.0, 0.0])]  # the lower half of the world sphere
+    spec = JobSpec(method="neus", preset="fast", resolution=64, holdout_every=5, bbox=box)
+    result = run(spec, scene, tmp_path / "out")
+    v = result.mesh.vertices
+    assert v[:, 2].max() <= CENTER[2] + 1e-6 and v[:, 2].min() < CENTER[2] - 0.9 * WORLD_RADIUS
+    region = result.metrics["views"]["region"]
+    assert region["source"] == "bbox" and np.allclose(region["bbox"], box)
