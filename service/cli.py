@@ -87,6 +87,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
             close()
             out.parent.mkdir(parents=True, exist_ok=True)
             Path(result.artifacts[f"mesh.{fmt}"]).replace(out)
+            if "views.png" in result.artifacts:  # held-out photos | renderings | normals, beside the mesh
+                Path(result.artifacts["views.png"]).replace(out.with_name(f"{out.stem}.views.png"))
     except Cancelled:
         close()
         print("cancelled", file=sys.stderr)
