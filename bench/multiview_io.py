@@ -91,7 +91,7 @@ def main() -> None:
 
 
 def run(args, tmp: Path) -> None:
-    scan = DATA / "multiview" / "dtu_scan24_neus_200x150"
+    scan = DATA / "multiview" / "dtu_scan24_384_nomask"
     zipped = tmp / "scan.zip"
     with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(scan.rglob("*")):

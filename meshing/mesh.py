@@ -71,6 +71,14 @@ def _compact(mesh: Mesh, faces: np.ndarray) -> Mesh:
     return _with(mesh, mesh.vertices[used], remap[faces], keep=used)
 
 
+def select_faces(mesh: Mesh, keep: np.ndarray) -> Mesh:
+    """The faces where the (F,) bool ``keep`` is True, with only the vertices they use."""
+    keep = np.asarray(keep, dtype=bool)
+    if keep.shape != (mesh.n_faces,):
+        raise ValueError(f"expected a face mask of shape ({mesh.n_faces},), got {keep.shape}")
+    return _compact(mesh, mesh.faces[keep])
+
+
 def face_normals(mesh: Mesh) -> np.ndarray:
     """(F, 3) unit face normals from the CCW winding; zero for degenerate faces."""
     v = mesh.vertices[mesh.faces]

@@ -31,6 +31,7 @@ from meshing.marching_cubes import extract_sdf
 from meshing.mesh import Mesh
 from recon import losses
 from recon.encodings.hash_grid import HashGridConfig
+from recon.fields.background import BackgroundConfig, render_background
 from recon.fields.color import ColorConfig, ColorNetwork
 from recon.fields.hash_sdf import HashSDF, HashSDFConfig
 from recon.fitting import Fitter, ParamGroup, Schedule, fit
@@ -92,7 +93,17 @@ class NeusConfig:
     w_mask: float = 0.1
     """Weight of the mask term (binary cross-entropy of opacity against masks, when given)."""
     background: str = "learned"
-    """'learned' (a constant colour initialised from the image borders), 'white' or 'black'."""
+    """Constant colour behind the foreground when there is no background field: 'learned'
+    (initialised from the image borders), 'white' or 'black'."""
+    background_model: str = "auto"
+    """'grid': a contracted hash-grid radiance field outside the unit sphere
+    (:mod:`recon.fields.background`); 'none': the constant colour only; 'auto': 'grid' when the
+    views have no masks."""
+    background_field: BackgroundConfig = dc_field(default_factory=BackgroundConfig)
+    """The background field, when used."""
+    random_background: bool = False
+    """Training only, with the background field: a random colour per ray at infinity (the last
+    background sample) instead of the field's."""
     checkpoint_every: int = 100
     """Save a checkpoint every N steps when a checkpoint path is given (0: never)."""
     log_every: int = 10
@@ -103,6 +114,8 @@ class NeusConfig:
     def __post_init__(self) -> None:
         if self.background not in ("learned", "white", "black"):
             raise ValueError(f"expected background 'learned', 'white' or 'black', got {self.background!r}")
+        if self.background_model not in ("auto", "grid", "none"):
+            raise ValueError(f"expected background_model 'auto', 'grid' or 'none', got {self.background_model!r}")
         if not 0 < self.march_step < 1:
             raise ValueError(f"expected 0 < march_step < 1, got {self.march_step}")
 
@@ -110,7 +123,8 @@ class NeusConfig:
 class NeusModel(nn.Module):
     """SDF + colour + sharpness + background + occupancy grid, all in the normalised frame."""
 
-    def __init__(self, config: NeusConfig, background: np.ndarray | None = None) -> None:
+    def __init__(self, config: NeusConfig, background: np.ndarray | None = None,
+                 background_field: bool = False) -> None:
         super().__init__()
         self.config = config
         self.sdf: HashSDF = config.field.build()
@@ -121,6 +135,7 @@ class NeusModel(nn.Module):
         logit = torch.logit(torch.as_tensor(bg, dtype=torch.float32).clamp(0.01, 0.99))
         self.background_logit = nn.Parameter(logit, requires_grad=config.background == "learned")
         self.grid = OccupancyGrid(config.grid_resolution)
+        self.background_field = config.background_field.build() if background_field else None
 
     @property
     def inv_s(self) -> Tensor:
@@ -144,15 +159,18 @@ class NeusModel(nn.Module):
         """Render rays (n, 3) from ``origins`` along unit ``dirs`` in the normalised frame.
 
         Returns ``rgb`` (n, 3), ``opacity`` (n,), ``depth`` (n,) (expected distance of the
-        visible surface, weights not renormalised), ``grad`` (m, 3) at the m evaluated samples
-        and ``n_samples``. With ``train`` the outputs keep the graph for the eikonal term.
+        visible surface, weights not renormalised), ``grad`` (m, 3) at the m evaluated samples,
+        ``n_samples``, ``background`` (n, 3) (the colour behind the foreground) and, unless
+        ``train``, ``normal`` (n, 3) (weighted unit normals; zero where nothing is hit). With
+        ``train`` the outputs keep the graph for the eikonal term.
         """
         n = origins.shape[0]
-        near, far, _ = ray_sphere_bounds(origins, dirs)
+        near, far, hit = ray_sphere_bounds(origins, dirs)
         t, keep, pos = march(origins, dirs, near, far, self.config.march_step, self.grid, jitter)
         rgb = origins.new_zeros(n, 3)
         opacity = origins.new_zeros(n)
         depth = origins.new_zeros(n)
+        normal = origins.new_zeros(n, 3)
         grad = origins.new_zeros(0, 3)
         m = pos.shape[0]
         if m > 0:
@@ -166,8 +184,19 @@ class NeusModel(nn.Module):
             w = weights[keep]
             rgb = rgb.index_add(0, ray_of, w[:, None] * color)
             depth = depth.index_add(0, ray_of, w * t[keep])
-        rgb = rgb + (1.0 - opacity)[:, None] * self.background
-        return {"rgb": rgb, "opacity": opacity, "depth": depth, "grad": grad, "n_samples": m}
+            if not train:  # the rendered normal map (unit normals, opacity-weighted), for people
+                unit = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+                normal = normal.index_add(0, ray_of, w[:, None] * unit)
+        if self.background_field is not None:
+            # Behind the sphere for rays through it, from the closest approach on for the others.
+            t_start = torch.where(hit, far, (-(origins * dirs).sum(-1)).clamp_min(0))
+            far = torch.rand(n, 3, device=origins.device) if train and self.config.random_background else None
+            behind = render_background(self.background_field, origins, dirs, t_start, jitter, far)
+        else:
+            behind = self.background.expand(n, 3)
+        rgb = rgb + (1.0 - opacity)[:, None] * behind
+        return {"rgb": rgb, "opacity": opacity, "depth": depth, "grad": grad, "n_samples": m, "background": behind,
+                "normal": normal}
 
     def set_progress(self, fraction: float) -> None:
         """Training progress in [0, 1]: the SDF's coarse-to-fine levels."""
@@ -201,6 +230,13 @@ def border_color(dataset: MultiviewDataset) -> np.ndarray:
     im = dataset.images
     border = np.concatenate([im[:, 0], im[:, -1], im[:, :, 0], im[:, :, -1]], axis=1).reshape(-1, 3)
     return np.median(border, axis=0)
+
+
+def uses_background_field(config: NeusConfig, dataset: MultiviewDataset) -> bool:
+    """Whether the fit of ``dataset`` models the background with a field (see ``background_model``)."""
+    if config.background_model == "auto":
+        return dataset.masks is None
+    return config.background_model == "grid"
 
 
 def _check_dataset(dataset: MultiviewDataset) -> None:
@@ -240,7 +276,8 @@ class NeusFitter(Fitter):
         self.device = device
 
     def build(self) -> NeusModel:
-        return NeusModel(self.config, background=border_color(self.dataset))
+        return NeusModel(self.config, background=border_color(self.dataset),
+                         background_field=uses_background_field(self.config, self.dataset))
 
     def param_groups(self, model: NeusModel) -> list[ParamGroup]:
         cfg = self.config
@@ -318,14 +355,15 @@ def fit_neus(
 
 
 def render_views(model: NeusModel, dataset: MultiviewDataset, *, chunk: int = 4096,
-                 cancel: CancelToken | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Render every view of ``dataset``: (N, H, W, 3) RGB and (N, H, W) opacity, float32 numpy."""
+                 cancel: CancelToken | None = None, normals: bool = False):
+    """Render every view of ``dataset``: (N, H, W, 3) RGB and (N, H, W) opacity, float32 numpy;
+    with ``normals`` also the (N, H, W, 3) normal maps (normalised frame, opacity-weighted)."""
     _check_dataset(dataset)
     device = next(model.parameters()).device
     n, (h, w) = dataset.n_views, dataset.hw
     origins, dirs = dataset_rays(dataset, device)
     origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
-    rgb, acc = [], []
+    rgb, acc, nrm = [], [], []
     with torch.no_grad():
         for o, d in zip(origins.split(chunk), dirs.split(chunk)):
             if cancel is not None:
@@ -333,7 +371,24 @@ def render_views(model: NeusModel, dataset: MultiviewDataset, *, chunk: int = 40
             out = model.render(o, d)
             rgb.append(out["rgb"].clamp(0, 1).cpu())
             acc.append(out["opacity"].cpu())
-    return (torch.cat(rgb).reshape(n, h, w, 3).numpy(), torch.cat(acc).reshape(n, h, w).numpy())
+            nrm.append(out["normal"].cpu())
+    images = (torch.cat(rgb).reshape(n, h, w, 3).numpy(), torch.cat(acc).reshape(n, h, w).numpy())
+    return (*images, torch.cat(nrm).reshape(n, h, w, 3).numpy()) if normals else images
+
+
+def views_image(photos: np.ndarray, renders: np.ndarray, normals: np.ndarray, opacity: np.ndarray,
+                max_rows: int = 8, max_width: int = 1536) -> np.ndarray:
+    """One uint8 image with a row per view: the photo, its rendering and the rendered normals
+    (``(n + 1) / 2`` as RGB over white where the opacity is low). Rows beyond ``max_rows`` are
+    left out (evenly chosen); the sheet is shrunk (by whole pixels) to at most ``max_width``."""
+    n = photos.shape[0]
+    pick = np.unique(np.linspace(0, n - 1, min(n, max_rows)).round().astype(int))
+    a = opacity[pick][..., None]
+    shaded = ((normals[pick] * 0.5 + 0.5) * a + (1.0 - a)).clip(0, 1)
+    rows = [np.concatenate([photos[i], renders[i], shaded[k]], axis=1) for k, i in enumerate(pick)]
+    sheet = np.concatenate(rows, axis=0)
+    step = max(1, math.ceil(sheet.shape[1] / max_width))
+    return np.round(sheet[::step, ::step] * 255.0).clip(0, 255).astype(np.uint8)
 
 
 def vertex_colors(model: NeusModel, vertices: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
@@ -350,9 +405,21 @@ def vertex_colors(model: NeusModel, vertices: np.ndarray, chunk: int = 1 << 16) 
 
 
 def extract_mesh(model: NeusModel, *, resolution: int = 256, device: str | torch.device = "cpu",
-                 colors: bool = True) -> Mesh:
-    """Zero level set inside the unit sphere, in the normalised frame, with vertex colours."""
-    mesh = extract_sdf(model.sdf_in_sphere, resolution=resolution, device=device, chunk_size=1 << 17)
+                 colors: bool = True, box: tuple[np.ndarray, np.ndarray] | None = None) -> Mesh:
+    """Zero level set inside the unit sphere, in the normalised frame, with vertex colours.
+
+    ``resolution`` is in cells across the cube [-1, 1]^3. With ``box`` (lo, hi), only the part
+    of the cube inside that box is meshed (at the same cell size); surfaces it cuts stay open.
+    """
+    bounds = ((-1.0,) * 3, (1.0,) * 3)
+    res = resolution
+    if box is not None:
+        lo, hi = np.maximum(np.asarray(box[0], float), -1.0), np.minimum(np.asarray(box[1], float), 1.0)
+        if not (lo < hi).all():
+            return Mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
+        bounds = (tuple(lo), tuple(hi))
+        res = max(16, math.ceil(resolution * float((hi - lo).max()) / 2.0))
+    mesh = extract_sdf(model.sdf_in_sphere, bounds=bounds, resolution=res, device=device, chunk_size=1 << 17)
     if colors and not mesh.is_empty:
         mesh.vertex_colors = vertex_colors(model, mesh.vertices)
     return mesh

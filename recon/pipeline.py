@@ -99,7 +99,8 @@ def run(
 ) -> Result:
     """Reconstruct ``input_path`` according to ``spec`` and write artifacts into ``out_dir``.
 
-    Artifacts: ``mesh.<fmt>`` for each requested format and ``metrics.json``. Raises
+    Artifacts: ``mesh.<fmt>`` for each requested format, ``metrics.json`` and the method's own
+    (``neus``: ``views.png``, each held-out view beside its rendering and normals). Raises
     ``recon.io.InputError`` (a ValueError) for bad input and ``Cancelled`` when cancelled.
     """
     t0 = time.perf_counter()
@@ -118,7 +119,7 @@ def run(
     ctx = MethodContext(preset_name=spec.preset, preset=method.presets[spec.preset], seed=spec.seed,
                         resolution=spec.resolution, extractor=spec.extractor or method.default_extractor,
                         max_fit_points=spec.max_fit_points, device=device, progress=progress, cancel=cancel,
-                        checkpoint_path=checkpoint_path)
+                        checkpoint_path=checkpoint_path, bbox=None if spec.bbox is None else tuple(spec.bbox))
     out = method.reconstruct(loaded.data, ctx)
     timings["reconstruct"] = time.perf_counter() - t
     timings.update(ctx.timings)
@@ -136,7 +137,10 @@ def run(
     timings["metrics"] = time.perf_counter() - t
     progress(ProgressEvent(Stage.METRICS, 1, 1))
     metrics.update(loaded.size)
-    return _export(mesh, metrics, timings, spec, out_dir, progress, t0)
+    extra = out.artifacts(out_dir)
+    result = _export(mesh, metrics, timings, spec, out_dir, progress, t0)
+    result.artifacts.update(extra)
+    return result
 
 
 def _finish_mesh(mesh: Mesh, spec: JobSpec, norm: Normalization) -> Mesh:

@@ -4,9 +4,10 @@ method accepts and the option descriptions that name methods come from the metho
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recon.extraction import EXTRACTORS
 from recon.methods import DEFAULT_METHOD, METHODS, PRESET_NAMES, method_names
@@ -38,6 +39,23 @@ def _holdout_help() -> str:
             "and report PSNR on them; 0 fits every view.")
 
 
+def check_bbox(values) -> tuple[float, ...]:
+    """``[xmin, ymin, zmin, xmax, ymax, zmax]`` as six floats; ValueError unless they are six finite
+    numbers with each min below its max."""
+    try:
+        box = tuple(float(x) for x in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected bbox as 6 numbers [xmin, ymin, zmin, xmax, ymax, zmax], got {values!r}") from None
+    if len(box) != 6:
+        raise ValueError(f"expected bbox as 6 numbers [xmin, ymin, zmin, xmax, ymax, zmax], got {len(box)}")
+    if not all(math.isfinite(x) for x in box):
+        raise ValueError(f"expected finite bbox numbers, got {list(box)}")
+    bad = [a for a, lo, hi in zip("xyz", box[:3], box[3:]) if not lo < hi]
+    if bad:
+        raise ValueError(f"expected bbox min < max on every axis, got min >= max on {', '.join(bad)}")
+    return box
+
+
 class JobSpec(BaseModel):
     """What to reconstruct and how. Unknown fields are rejected."""
 
@@ -54,6 +72,17 @@ class JobSpec(BaseModel):
     min_component_fraction: float = Field(0.01, ge=0.0, le=1.0, description="Drop connected components with fewer faces than this fraction of the largest.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to fit; 'auto' picks CUDA when present.")
     holdout_every: int = Field(8, ge=0, le=1000, description=_holdout_help())
+    bbox: list[float] | None = Field(
+        None, min_length=6, max_length=6,
+        description=f"{', '.join(method_names('images'))}: the region to reconstruct, "
+                    "[xmin, ymin, zmin, xmax, ymax, zmax] in the input's frame (the cameras' world frame); "
+                    "the mesh is kept inside it. Default: found from the data (sparse points, where the "
+                    "cameras look, or the masks).")
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox_is_a_box(cls, v: list[float] | None) -> list[float] | None:
+        return None if v is None else list(check_bbox(v))
 
     @model_validator(mode="after")
     def _options_fit_method(self) -> JobSpec:
@@ -63,6 +92,8 @@ class JobSpec(BaseModel):
                 raise ValueError(f"{m.name} builds its own mesh: leave 'extractor' unset")
             choices = " or ".join(f"'{e}'" for e in m.extractors)
             raise ValueError(f"{m.name} fits a {m.field_kind} distance field: use extractor {choices} or leave it unset")
+        if self.bbox is not None and m.input_kind != "images":
+            raise ValueError(f"{m.name} fits {m.input_kind}: 'bbox' is for methods that take images")
         if m.input_kind != "points" and self.max_fit_points is not None:
             raise ValueError(f"{m.name} fits {m.input_kind}, not points: leave 'max_fit_points' unset")
         return self

@@ -74,7 +74,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     try:
         spec = JobSpec(method=args.method, extractor=args.extractor, preset=args.preset, resolution=args.resolution, formats=[fmt],
                        seed=args.seed, max_fit_points=args.max_fit_points, device=args.device,
-                       holdout_every=args.holdout_every)
+                       holdout_every=args.holdout_every, bbox=args.bbox)
     except ValidationError as e:
         err = e.errors()[0]
         where = f"{err['loc'][-1]}: " if err["loc"] else ""
@@ -87,6 +87,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
             close()
             out.parent.mkdir(parents=True, exist_ok=True)
             Path(result.artifacts[f"mesh.{fmt}"]).replace(out)
+            if "views.png" in result.artifacts:  # held-out photos | renderings | normals, beside the mesh
+                Path(result.artifacts["views.png"]).replace(out.with_name(f"{out.stem}.views.png"))
     except Cancelled:
         close()
         print("cancelled", file=sys.stderr)
@@ -172,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--holdout-every", type=int, default=8, metavar="K",
                    help=f"{', '.join(method_names('images'))}: leave every K-th view out of the fit and report "
                         "PSNR on it (0: use all views)")
+    r.add_argument("--bbox", type=float, nargs=6, default=None, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
+                   help=f"{images}: the region to reconstruct, in the input's frame (default: found from the data)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     r.set_defaults(func=_cmd_reconstruct)
 

@@ -146,7 +146,7 @@ def _client(args: argparse.Namespace) -> Client:
 
 def _spec(args: argparse.Namespace) -> dict:
     spec: dict[str, Any] = json.loads(args.spec) if args.spec else {}
-    for name in ("method", "extractor", "preset", "resolution", "seed", "device"):
+    for name in ("method", "extractor", "preset", "resolution", "seed", "device", "bbox"):
         value = getattr(args, name)
         if value is not None:
             spec[name] = value
@@ -308,6 +308,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--resolution", type=int, default=None)
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    s.add_argument("--bbox", type=float, nargs=6, default=None, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
+                   help=f"{images}: the region to reconstruct, in the input's frame (default: found from the data)")
     s.add_argument("--spec", default=None, help="a JSON JobSpec; the options above override its fields")
     s.add_argument("--gt", default=None, help="ground-truth mesh for metrics (one job per file only)")
     s.add_argument("--batch", action="store_true", help="submit all files as one batch")

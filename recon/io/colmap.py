@@ -142,4 +142,7 @@ def load_colmap(root: Path, *, normalization: str = "auto", background: float = 
                           normalization=Normalization(np.zeros(3), 1.0), masks=mask_arr, names=names,
                           normalization_source="given", notes=notes)
     validate_dataset(ds, path=root)
-    return normalize_views(ds, mode=normalization, points=points if len(points) else None, path=root)
+    ds = normalize_views(ds, mode=normalization, points=points if len(points) else None, path=root)
+    if len(points):
+        ds.points = ds.normalization.to_unit(points)
+    return ds

@@ -52,6 +52,8 @@ class MultiviewDataset:
     # Human-readable remarks made while loading (dropped placeholder masks, background
     # compositing, dubious framing), for logs and job reports.
     notes: list[str] = field(default_factory=list)
+    # Sparse structure-from-motion points (M, 3) in the normalised frame (COLMAP models), or None.
+    points: np.ndarray | None = None
 
     @property
     def n_views(self) -> int:
@@ -157,6 +159,19 @@ def split_views(dataset: MultiviewDataset, holdout_every: int) -> ViewSplit:
     if test.all() or not test.any():
         return ViewSplit(dataset, None)
     return ViewSplit(select_views(dataset, np.flatnonzero(~test)), select_views(dataset, np.flatnonzero(test)))
+
+
+def renormalized(ds: MultiviewDataset, center, radius: float) -> MultiviewDataset:
+    """``ds`` in the frame where the sphere (``center``, ``radius``) of its normalised frame is the
+    unit sphere: ``new = (unit - center) / radius``; ``normalization`` still maps to the input frame."""
+    center = np.asarray(center, dtype=np.float64).reshape(3)
+    if not radius > 0:
+        raise ValueError(f"expected a positive radius, got {radius}")
+    c2w = ds.c2w.copy()
+    c2w[:, :3, 3] = (c2w[:, :3, 3] - center) / radius
+    norm = Normalization(ds.normalization.from_unit(center), ds.normalization.scale * radius)
+    points = None if ds.points is None else (ds.points - center) / radius
+    return replace(ds, c2w=c2w, normalization=norm, points=points)
 
 
 def select_views(ds: MultiviewDataset, idx) -> MultiviewDataset:

@@ -64,6 +64,9 @@ class Reconstruction:
     metrics: Callable[[], dict] = dict
     """The method's own metrics (e.g. held-out views), computed in the pipeline's metrics stage
     after the mesh is finished."""
+    artifacts: Callable[[Path], dict[str, Path]] = lambda out_dir: {}
+    """Writes the method's own artifacts (e.g. ``views.png``) into ``out_dir`` after its metrics;
+    returns name -> path."""
 
 
 @dataclass
@@ -90,6 +93,9 @@ class MethodContext:
     """Cancellation token, checked between steps and stages."""
     checkpoint_path: Path | None
     """Where the fit saves and resumes its checkpoint (None: no checkpoints)."""
+    bbox: tuple[float, ...] | None = None
+    """Image methods: the region to reconstruct, [xmin, ymin, zmin, xmax, ymax, zmax] in the
+    input's frame, or None to find it from the data."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per named part of the method ('fit', 'extract'), reported in the metrics."""
 

@@ -28,20 +28,23 @@ def presets() -> dict[str, Preset]:
     }
 
 
-def held_out_views(model, views, ctx: MethodContext) -> dict:
+def held_out_views(model, views, ctx: MethodContext, sheet: dict | None = None) -> dict:
     """View counts, how the unit sphere was chosen, and the PSNR of the held-out views rendered
     from the fitted ``NeusModel``: over whole images, over the masks' foreground and the
-    opacity's mask error (when masks exist)."""
+    opacity's mask error (when masks exist). ``sheet['image']`` receives the views image
+    (:func:`recon.multiview.views_image`) when a dict is given."""
     import numpy as np
 
     from meshing.metrics import psnr
-    from recon.multiview import render_views
+    from recon.multiview import render_views, views_image
 
     train, test = views
     out: dict = {"n_train": train.n_views, "n_test": 0 if test is None else test.n_views,
                  "normalization_source": train.normalization_source}
     if test is not None:
-        rgb, opacity = render_views(model, test, cancel=ctx.cancel)
+        rgb, opacity, normals = render_views(model, test, cancel=ctx.cancel, normals=True)
+        if sheet is not None:
+            sheet["image"] = views_image(test.images, rgb, normals, opacity)
         out["psnr_test"] = psnr(rgb, test.images)
         if test.masks is not None and (test.masks > 0.5).any():
             out["psnr_test_foreground"] = psnr(rgb, test.images, mask=test.masks)
@@ -49,19 +52,74 @@ def held_out_views(model, views, ctx: MethodContext) -> dict:
     return out
 
 
-def reconstruct(views, ctx: MethodContext) -> Reconstruction:
-    """Fit NeuS to the training views of ``views`` (a ``ViewSplit``), then extract the coloured
-    zero set inside the unit sphere (marching cubes, the only extractor it takes)."""
-    from recon.multiview import extract_mesh, fit_neus
+def foreground_views(views, region, cfg):
+    """The views in the frame whose unit sphere is the foreground sphere, and that frame's
+    (centre, radius) in the views' normalised frame.
 
+    With a background field (no masks), the foreground sphere is the region's (the ball the
+    views overlap in, or the box's bounding sphere): a tight foreground leaves the rest of the
+    scene to the background. It never grows beyond the unit sphere unless the user's box asks.
+    Otherwise the views are kept as they are.
+    """
+    import numpy as np
+
+    from recon.io.dataset import ViewSplit, renormalized
+    from recon.multiview import uses_background_field
+
+    center, radius = np.zeros(3), 1.0
+    if uses_background_field(cfg, views.train):
+        c, r = region.sphere()
+        if region.source == "bbox" or (r < 1.0 and np.linalg.norm(c) + r <= 1.0 + 1e-6):
+            center, radius = c, r
+    if radius == 1.0 and not center.any():
+        return views, center, radius
+    test = None if views.test is None else renormalized(views.test, center, radius)
+    return ViewSplit(renormalized(views.train, center, radius), test), center, radius
+
+
+def reconstruct(views, ctx: MethodContext) -> Reconstruction:
+    """Fit NeuS to the training views of ``views`` (a ``ViewSplit``) inside the foreground sphere of
+    the region of interest (:mod:`recon.region`), then extract the coloured zero set inside that
+    region (marching cubes, the only extractor it takes) and drop floating fragments."""
+    from meshing import mesh as mesh_ops
+    from recon.multiview import extract_mesh, fit_neus, uses_background_field
+    from recon.region import find_region, keep_main_components
+
+    cfg = ctx.fit_config()
+    region = find_region(views.train, bbox=ctx.bbox)
+    fg_views, center, radius = foreground_views(views, region, cfg)
     with ctx.timed("fit"):
-        model = fit_neus(views.train, ctx.fit_config(), device=ctx.device, progress=ctx.progress,
+        model = fit_neus(fg_views.train, cfg, device=ctx.device, progress=ctx.progress,
                          cancel=ctx.cancel, checkpoint_path=ctx.checkpoint_path)
     with ctx.extract_stage():
-        mesh = extract_mesh(model, resolution=ctx.resolution or ctx.preset.resolution, device=ctx.device)
+        local = region.mapped(center, radius)
+        mesh = extract_mesh(model, resolution=ctx.resolution or ctx.preset.resolution, device=ctx.device,
+                            box=(local.lo, local.hi))
+        mesh = keep_main_components(mesh)
+        mesh = mesh_ops.transform(mesh, scale=radius, translation=center)
     if mesh.is_empty:
-        raise ValueError("the neus reconstruction produced an empty mesh (no surface inside the unit sphere)")
-    return Reconstruction(mesh, metrics=lambda: {"views": held_out_views(model, views, ctx)})
+        raise ValueError("the neus reconstruction produced an empty mesh (no surface inside the region of interest)")
+
+    sheet: dict = {}
+
+    def metrics() -> dict:
+        out = {"views": held_out_views(model, fg_views, ctx, sheet)}
+        out["views"]["background_model"] = "grid" if uses_background_field(cfg, views.train) else "constant"
+        out["views"]["region"] = region.describe(views.train.normalization)
+        return out
+
+    def artifacts(out_dir):
+        """``views.png``: each held-out photo, its rendering and the rendered normals (none
+        without held-out views)."""
+        from PIL import Image
+
+        if "image" not in sheet:
+            return {}
+        path = out_dir / "views.png"
+        Image.fromarray(sheet["image"]).save(path)
+        return {path.name: path}
+
+    return Reconstruction(mesh, metrics=metrics, artifacts=artifacts)
 
 
 METHOD = register_method(Method(

@@ -14,7 +14,7 @@ from service.problems import Problem, ProblemCode, responses
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
 
 MEDIA_TYPES = {".ply": "application/octet-stream", ".obj": "model/obj", ".glb": "model/gltf-binary",
-               ".stl": "model/stl", ".json": "application/json"}
+               ".stl": "model/stl", ".json": "application/json", ".png": "image/png"}
 
 
 @router.get(

@@ -10,7 +10,7 @@ from meshing.export import load_mesh, save_mesh
 from meshing.mesh import Mesh
 from recon.io import InputError
 from recon.pipeline import JobSpec, run
-from recon.progress import CancelToken, Cancelled
+from recon.progress import Cancelled, CancelToken
 
 CENTER, RADIUS = np.array([10.0, -5.0, 3.0]), 2.0
 
@@ -55,6 +55,19 @@ def test_spec_rejects_unknown_fields_and_bad_values():
         JobSpec(resolution=8)
     with pytest.raises(ValidationError):
         JobSpec(formats=["fbx"])
+
+
+def test_spec_bbox_is_six_finite_numbers_min_below_max():
+    assert JobSpec(method="neus", bbox=[-1, -2, -3, 1, 2, 3.5]).bbox == [-1.0, -2.0, -3.0, 1.0, 2.0, 3.5]
+    assert JobSpec(method="neus").bbox is None
+    for bad, match in [([0, 0, 0, 1, 1], "at least 6"), ([0, 0, 0, 1, 1, 1, 1], "at most 6"),
+                       ([0, 0, float("nan"), 1, 1, 1], "finite"), ([0, 0, 0, 1, float("inf"), 1], "finite"),
+                       ([0, 2, 0, 1, 1, 1], "min < max .* on y"), ([0, 0, 1, 1, 1, 1], "on z"),
+                       (["a", 0, 0, 1, 1, 1], "valid number")]:
+        with pytest.raises(ValidationError, match=match):
+            JobSpec(method="neus", bbox=bad)
+    with pytest.raises(ValidationError, match="'bbox' is for methods that take images"):
+        JobSpec(method="digs", bbox=[0, 0, 0, 1, 1, 1])
 
 
 def test_cancel_before_fit_raises(sphere_xyz, tmp_path):

@@ -56,7 +56,16 @@ def test_run_neus_writes_a_coloured_mesh_and_view_metrics(tmp_path, tiny_preset)
     spec = JobSpec(method="neus", preset="fast", resolution=64, formats=["ply", "glb"], holdout_every=5)
     result = run(spec, scene, tmp_path / "out", gt_path=gt, progress=events.append)
 
-    assert {"mesh.ply", "mesh.glb", "metrics.json"} <= set(result.artifacts)
+    assert set(result.artifacts) == {"mesh.ply", "mesh.glb", "metrics.json", "views.png"}
+    from PIL import Image
+
+    with Image.open(result.artifacts["views.png"]) as sheet:  # 2 held-out views: photo | render | normals
+        assert sheet.size == (3 * 24, 2 * 24) and sheet.mode == "RGB"
+        px = np.asarray(sheet, dtype=np.float64) / 255.0
+    photo, render = px[:, :24], px[:, 24:48]
+    assert np.abs(photo - render).mean() < 0.05  # the fit matches the held-out photos
+    normals = px[:, 48:]
+    assert np.abs(normals[12, 12] - 1).max() > 0.1 and normals[0, 0].min() > 0.9  # a normal on the sphere, white off it
     mesh = load_mesh(result.artifacts["mesh.ply"])
     assert mesh.vertex_colors is not None and mesh.vertex_colors.shape == (mesh.n_vertices, 3)
     # The mesh is back in the input frame: its vertices lie on the world sphere.
@@ -71,6 +80,7 @@ def test_run_neus_writes_a_coloured_mesh_and_view_metrics(tmp_path, tiny_preset)
     assert gtm["chamfer_l1"] < 0.01 * 2 * WORLD_RADIUS * np.sqrt(3)  # 1% of the diagonal
     assert gtm["f_score"] > 0.9
     assert metrics["method"] == "neus" and metrics["mesh"]["watertight"]
+    assert views["background_model"] == "constant" and views["region"]["source"] == "masks"
     stages = [e.stage for e in events]
     assert stages.index("load") < stages.index("fit") < stages.index("extract") < stages.index("metrics")
 
@@ -85,3 +95,15 @@ def test_neus_spec_rejects_point_cloud_options():
 def test_run_neus_on_a_point_cloud_is_a_clear_input_error(sphere_xyz, tmp_path):
     with pytest.raises(ValueError):
         run(JobSpec(method="neus", preset="fast"), sphere_xyz, tmp_path / "out")
+
+
+def test_run_neus_keeps_the_mesh_inside_the_bbox(tmp_path, tiny_preset):
+    scene = tmp_path / "sphere.npz"
+    write_nerf_npz(scene)
+    box = [*(CENTER - 1.0), *(CENTER + [1.0, 1.0, 0.0])]  # the lower half of the world sphere
+    spec = JobSpec(method="neus", preset="fast", resolution=64, holdout_every=5, bbox=box)
+    result = run(spec, scene, tmp_path / "out")
+    v = result.mesh.vertices
+    assert v[:, 2].max() <= CENTER[2] + 1e-6 and v[:, 2].min() < CENTER[2] - 0.9 * WORLD_RADIUS
+    region = result.metrics["views"]["region"]
+    assert region["source"] == "bbox" and np.allclose(region["bbox"], box)

@@ -11,8 +11,8 @@ from meshing.export import load_mesh
 
 
 def surfrecon(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], check=False, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize("fmt", ["ply", "obj", "glb", "stl"])
@@ -49,8 +49,8 @@ def test_reconstruct_digs_fast_and_evaluate(sphere_xyz, tmp_path):
 
 @pytest.mark.parametrize("content, needle", [
     ("", "empty"),
-    ("ply\nformat ascii 1.0\nelement vertex 500\nproperty float x\nproperty float y\nproperty float z\n"
-     "end_header\n0 0 0\n", "500"),
+    (("ply\nformat ascii 1.0\nelement vertex 500\nproperty float x\nproperty float y\nproperty float z\n"
+      "end_header\n0 0 0\n"), "500"),
     ("1 2 3\n" * 5, "points"),
 ])
 def test_bad_inputs_exit_2_with_message(content, needle, tmp_path):
@@ -68,3 +68,25 @@ def test_missing_file_and_bad_output_suffix(tmp_path):
     assert p.returncode == 2 and "not found" in p.stderr
     p = surfrecon("reconstruct", str(tmp_path / "nope.ply"), "-o", str(tmp_path / "o.fbx"))
     assert p.returncode == 2 and ".fbx" in p.stderr
+
+
+def test_bbox_option_reaches_the_spec():
+    from service.cli import build_parser
+    from service.client import _spec
+
+    args = build_parser().parse_args(["reconstruct", "photos/", "-o", "m.ply", "--method", "neus",
+                                      "--bbox", "-1", "-2", "-3", "1", "2.5", "3"])
+    assert args.bbox == [-1.0, -2.0, -3.0, 1.0, 2.5, 3.0]
+    sub = build_parser().parse_args(["submit", "a.zip", "--method", "neus", "--bbox", "0", "0", "0", "1", "1", "1e-1"])
+    assert _spec(sub)["bbox"] == [0.0, 0.0, 0.0, 1.0, 1.0, 0.1]
+    assert "bbox" not in _spec(build_parser().parse_args(["submit", "a.zip"]))
+
+
+def test_bad_bbox_exits_2_naming_it(tmp_path):
+    (tmp_path / "photos").mkdir()
+    p = surfrecon("reconstruct", str(tmp_path / "photos"), "-o", str(tmp_path / "o.ply"), "--method", "neus", "-q",
+                  "--bbox", "0", "0", "0", "1", "-1", "1")
+    assert p.returncode == 2 and "bbox" in p.stderr and "min < max" in p.stderr, p.stderr
+    p = surfrecon("reconstruct", str(tmp_path / "photos"), "-o", str(tmp_path / "o.ply"), "--method", "neus",
+                  "--bbox", "0", "0", "0", "1")
+    assert p.returncode == 2 and "--bbox" in p.stderr

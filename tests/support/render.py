@@ -181,3 +181,120 @@ def render_dataset(mesh, n_views: int, height: int, width: int, *, radius: float
         masks=np.stack([v["mask"] for v in views]), names=[f"view_{i:03d}" for i in range(n_views)],
         normalization_source="given",
         notes=[f"synthetic render: {n_views} views at distance {distance:.3g}, mesh within radius {radius:g}"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Scenes without masks: the object on a textured ground inside a textured backdrop
+# ------------------------------------------------------------------------------------------------
+
+GROUND_CHECK = 0.25
+"""Edge of the ground's checker squares, in units of the normalised frame."""
+
+
+def checker_albedo(points: np.ndarray, square: float = GROUND_CHECK) -> np.ndarray:
+    """(M, 3) RGB of a two-tone checker on the xy plane with a slow colour drift: texture for the ground."""
+    p = np.asarray(points, dtype=np.float64)
+    odd = (np.floor(p[:, 0] / square) + np.floor(p[:, 1] / square)) % 2
+    drift = 0.1 * np.sin(0.9 * p[:, :2] @ np.array([[1.0, 0.3, -0.5], [0.2, -1.0, 0.7]]) + 1.0)
+    return np.clip(np.where(odd[:, None] > 0, [0.75, 0.7, 0.6], [0.3, 0.35, 0.4]) + drift, 0.05, 0.95)
+
+
+def _ground_and_backdrop(z_ground: float, extent: float, backdrop_radius: float):
+    """(vertices, faces, part) of a square ground of half-size ``extent`` at ``z_ground`` and a
+    UV sphere of ``backdrop_radius`` around the origin (part 1 and 2)."""
+    g = np.array([[-extent, -extent, z_ground], [extent, -extent, z_ground], [extent, extent, z_ground],
+                  [-extent, extent, z_ground]])
+    gf = np.array([[0, 1, 2], [0, 2, 3]])
+    n_lat, n_lon = 24, 48
+    lat = np.linspace(0, np.pi, n_lat + 1)
+    lon = np.linspace(0, 2 * np.pi, n_lon, endpoint=False)
+    la, lo = np.meshgrid(lat, lon, indexing="ij")
+    sv = backdrop_radius * np.stack([np.sin(la) * np.cos(lo), np.sin(la) * np.sin(lo), np.cos(la)], -1).reshape(-1, 3)
+    idx = np.arange((n_lat + 1) * n_lon).reshape(n_lat + 1, n_lon)
+    a, b = idx[:-1], np.roll(idx[:-1], -1, axis=1)
+    c, d = idx[1:], np.roll(idx[1:], -1, axis=1)
+    sf = np.concatenate([np.stack([a, c, b], -1).reshape(-1, 3), np.stack([b, c, d], -1).reshape(-1, 3)])
+    vertices = np.concatenate([g, sv])
+    faces = np.concatenate([gf, sf + 4])
+    part = np.concatenate([np.full(len(gf), 1), np.full(len(sf), 2)])
+    return vertices, faces, part
+
+
+def hemisphere_cameras(n: int, distance: float, height: int, width: int, fov_deg: float = 40.0,
+                       elevation_deg: tuple[float, float] = (12.0, 60.0), target=(0.0, 0.0, 0.0),
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` cameras at ``distance`` from ``target`` on a band of elevations above it, looking at it
+    (golden-angle azimuths, elevations evenly spread); intrinsics (n, 3, 3) and c2w (n, 4, 4)."""
+    k = np.arange(n) + 0.5
+    el = np.radians(elevation_deg[0] + (elevation_deg[1] - elevation_deg[0]) * ((k * 0.618034) % 1.0))
+    az = np.pi * (3.0 - np.sqrt(5.0)) * k + np.random.default_rng(seed).uniform(0, 2 * np.pi)
+    dirs = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], 1)
+    t = np.asarray(target, dtype=np.float64)
+    c2w = np.stack([look_at(t + distance * d, t) for d in dirs])
+    return np.tile(intrinsics_from_fov(height, width, fov_deg), (n, 1, 1)), c2w
+
+
+def render_scene_dataset(mesh, n_views: int, height: int, width: int, *, radius: float = 0.5,
+                         fov_deg: float = 40.0, distance: float = 2.2, backdrop_radius: float = 4.0,
+                         elevation_deg: tuple[float, float] = (12.0, 60.0), seed: int = 0,
+                         with_object_masks: bool = False):
+    """``mesh`` standing on a checkered ground inside a textured backdrop sphere, without masks.
+
+    The mesh is normalised into the sphere of ``radius`` about the origin (the dataset's
+    ``normalization`` maps back to the mesh's own frame); the ground is the plane of its lowest
+    vertex; the backdrop a sphere of ``backdrop_radius``. ``n_views`` cameras at ``distance``
+    look at the origin from ``elevation_deg`` (default 12-60) degrees above the horizon. Every surface is shaded like
+    :func:`render_mesh` (object: procedural texture or vertex colours; ground: a checker;
+    backdrop: a slower procedural texture). ``masks`` is None: the unmasked setting; with
+    ``with_object_masks`` the object's masks (N, H, W) are returned beside the dataset, for judging.
+    """
+    import open3d as o3d
+
+    unit_vertices, norm = normalize_mesh(mesh, radius)
+    obj_faces = np.asarray(mesh.faces, dtype=np.int64)
+    z_ground = float(unit_vertices[:, 2].min())
+    sv, sf, spart = _ground_and_backdrop(z_ground, backdrop_radius * 0.99, backdrop_radius)
+    vertices = np.concatenate([unit_vertices, sv])
+    faces = np.concatenate([obj_faces, sf + len(unit_vertices)])
+    part = np.concatenate([np.zeros(len(obj_faces), np.int64), spart])
+    colors = getattr(mesh, "vertex_colors", None)
+    colors = None if colors is None else np.asarray(colors, dtype=np.float64)[:, :3] / 255.0
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
+    Ks, c2w = hemisphere_cameras(n_views, distance, height, width, fov_deg, elevation_deg, seed=seed)
+    images, object_masks = [], []
+    for K, pose in zip(Ks, c2w):
+        origin, dirs = pixel_rays(K, pose, height, width)
+        rays = np.concatenate([np.broadcast_to(origin, dirs.shape), dirs], axis=-1).reshape(-1, 6)
+        out = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))
+        prim = out["primitive_ids"].numpy().astype(np.int64)
+        hit = np.isfinite(out["t_hit"].numpy())
+        rgb = np.zeros((height * width, 3))
+        prim, uv = prim[hit], out["primitive_uvs"].numpy()[hit].astype(np.float64)
+        tri = vertices[faces[prim]]
+        bary = np.stack([1.0 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], axis=1)
+        points = np.einsum("mk,mkj->mj", bary, tri)
+        nrm = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-30)
+        nrm *= -np.sign(np.einsum("mj,mj->m", nrm, dirs.reshape(-1, 3)[hit]))[:, None]
+        which = part[prim]
+        albedo = np.empty_like(points)
+        o = which == 0
+        if colors is not None:
+            albedo[o] = np.einsum("mk,mkj->mj", bary[o], colors[obj_faces[prim[o]]])
+        else:
+            albedo[o] = procedural_albedo(points[o])
+        albedo[which == 1] = checker_albedo(points[which == 1])
+        albedo[which == 2] = procedural_albedo(points[which == 2], frequency=1.2)
+        shade = AMBIENT + (1.0 - AMBIENT) * np.clip(nrm @ LIGHT_DIR, 0.0, None)
+        rgb[hit] = albedo * shade[:, None]
+        images.append(rgb.reshape(height, width, 3).astype(np.float32))
+        obj = np.zeros(height * width, np.float32)
+        obj[np.flatnonzero(hit)[which == 0]] = 1.0
+        object_masks.append(obj.reshape(height, width))
+    ds = MultiviewDataset(
+        images=np.stack(images), intrinsics=Ks, c2w=c2w, normalization=norm, masks=None,
+        names=[f"view_{i:03d}" for i in range(n_views)], normalization_source="given",
+        notes=[(f"synthetic scene: {n_views} views at distance {distance:.3g}, object within radius {radius:g} "
+                f"on a ground at z = {z_ground:.3g}, backdrop radius {backdrop_radius:g}, no masks")])
+    return (ds, np.stack(object_masks)) if with_object_masks else ds

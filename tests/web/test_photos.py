@@ -13,26 +13,38 @@ pytestmark = needs_chromium
 
 @pytest.fixture(scope="module")
 def photo_zip(shared_data, tmp_path_factory):
-    """The shared DTU scan24 views (NeuS layout: image/, mask/, cameras_sphere.npz) as a zip."""
-    root = shared_data / "multiview" / "dtu_scan24_neus_200x150"
+    """Six real DTU scan24 views at 64x64 (NeuS layout: image/, cameras_sphere.npz) as a zip."""
+    from tests.support.dtu import write_dtu_subset
+
+    root = write_dtu_subset(shared_data, tmp_path_factory.mktemp("dtu") / "scan24", size=64)
     path = tmp_path_factory.mktemp("photos") / "scan24.zip"
     with zipfile.ZipFile(path, "w") as z:
         for f in sorted(root.rglob("*")):
-            if f.is_file() and f.name != "cameras_sphere_fullres_1600x1200.npz":
+            if f.is_file():
                 z.write(f, f.relative_to(root))
     return path
 
 
-def test_photo_set_goes_to_the_photo_method(page, photo_zip):
+def test_photo_set_goes_to_the_photo_method(page, photo_zip, web_server):
+    import httpx
+
     open_page(page, "/")
     page.set_input_files("#file", str(photo_zip))
     assert page.input_value("#method") == "neus"  # chosen for the person: a zip is a set of photos
     assert "A set of photos" in page.text_content("#file-info")
     assert page.text_content("#method-help").startswith("Builds the surface from a zip of photos")
     page.check("input[name=preset][value=fast]")
+    page.click("#advanced summary")
+    page.fill("#bbox", "-1 -1 -1 1 1")  # five numbers: explained, nothing sent
+    page.click("#submit")
+    assert "enter six numbers" in page.text_content("#form-error")
+    page.fill("#bbox", "-1, -1, -0.5, 1, 1, 0.5")
     page.click("#submit")
     page.wait_for_function("document.getElementById('job-name').textContent === 'scan24.zip'", timeout=30_000)
     assert page.text_content("#form-error") == "" and page.text_content("#file-error") == ""
+    job_id = page.evaluate("location.hash").split("=", 1)[1]
+    job = httpx.get(f"{web_server}/v1/jobs/{job_id}", timeout=30).json()
+    assert job["spec"]["bbox"] == [-1.0, -1.0, -0.5, 1.0, 1.0, 0.5]
     page.click("#cancel")  # not worth a fit here: that the API took it is the point
     page.wait_for_function("document.getElementById('bar').dataset.status === 'canceled'", timeout=30_000)
     page.wait_for_function("document.getElementById('jobs').textContent.includes('From photos, fast · canceled')")

@@ -189,10 +189,27 @@ function setUpDrop() {
 
 // ---- submitting and following ------------------------------------------------------------
 
+/** The region field's six numbers (xmin ymin zmin xmax ymax zmax), null when empty; throws in words otherwise. */
+function parseBbox(text) {
+  const parts = text.trim().split(/[\s,;]+/).filter((x) => x !== '');
+  if (!parts.length) return null;
+  const nums = parts.map(Number);
+  if (nums.length !== 6 || nums.some((x) => !Number.isFinite(x))) {
+    throw new Error('Region to keep: enter six numbers (xmin ymin zmin xmax ymax zmax) or leave it empty.');
+  }
+  if (nums[0] >= nums[3] || nums[1] >= nums[4] || nums[2] >= nums[5]) {
+    throw new Error('Region to keep: each min must be smaller than its max.');
+  }
+  return nums;
+}
+
 function readSpec() {
   const form = $('job-form');
   const formats = [...form.querySelectorAll('input[name=format]:checked')].map((x) => x.value);
-  return { method: $('method').value, preset: form.querySelector('input[name=preset]:checked').value, formats };
+  const spec = { method: $('method').value, preset: form.querySelector('input[name=preset]:checked').value, formats };
+  const bbox = parseBbox($('bbox').value);
+  if (bbox) spec.bbox = bbox;
+  return spec;
 }
 
 async function submit(event) {
@@ -203,7 +220,14 @@ async function submit(event) {
     $('file').focus();
     return;
   }
-  const spec = readSpec();
+  let spec;
+  try {
+    spec = readSpec();
+  } catch (err) {
+    $('form-error').textContent = err.message;
+    $('bbox').focus();
+    return;
+  }
   if (!spec.formats.length) {
     $('form-error').textContent = 'Choose at least one download format.';
     return;
@@ -232,6 +256,7 @@ async function openJob(job, points = null) {
   history.replaceState(null, '', `#job=${job.id}`);
   progress.update(job);
   viewer?.clear();
+  $('views-box').hidden = true;
   renderDownloads($('downloads'), job.artifacts, download);
   renderMetrics($('metrics'), null);
   $('view-info').textContent = '';
@@ -274,10 +299,28 @@ async function follow(id, view) {
   }
 }
 
+/** The job's views.png (held-out photos, renderings, normals) under the 3D view, when it has one. */
+async function showViews(job, view) {
+  const box = $('views-box');
+  const img = $('views-img');
+  const art = job.artifacts?.find((a) => a.name === 'views.png');
+  if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
+  img.removeAttribute('src');
+  box.hidden = true;
+  if (!art) return;
+  const buf = await fetchArtifact(art.url);
+  if (view !== state.view) return;
+  img.src = URL.createObjectURL(new Blob([buf], { type: 'image/png' }));
+  box.hidden = false;
+}
+
 async function showResult(job, view) {
   renderDownloads($('downloads'), job.artifacts, download);
   loadJobs();
   if (job.status !== 'succeeded') return;
+  showViews(job, view).catch((err) => {
+    $('job-error').textContent = `The views could not be shown: ${err.message}`;
+  });
   const art = meshArtifact(job);
   const metrics = job.artifacts.find((a) => a.name === 'metrics.json');
   try {

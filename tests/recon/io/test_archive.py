@@ -11,10 +11,13 @@ import pytest
 
 from recon.io import InputError, load_multiview
 from recon.io.archive import safe_extract
+from tests.support.dtu import write_dtu_subset
 
-NEUS = "multiview/dtu_scan24_neus_200x150"
-# The shared DTU cameras have almost no baseline; the loader says so with a warning.
-pytestmark = pytest.mark.filterwarnings("ignore:the cameras barely move")
+
+@pytest.fixture(scope="module")
+def dtu_small(shared_data, tmp_path_factory):
+    """Six real DTU scan24 views at 48x48 as a NeuS folder."""
+    return write_dtu_subset(shared_data, tmp_path_factory.mktemp("dtu") / "scan24", size=48)
 
 
 def make_zip(path, members, compression=zipfile.ZIP_DEFLATED):
@@ -128,26 +131,26 @@ def test_normal_archive_extracts(tmp_path):
 def zip_folder(src, zip_path, prefix):
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(src.rglob("*")):
-            if p.is_file() and p.name != "cameras_sphere_fullres_1600x1200.npz":
+            if p.is_file():
                 zf.write(p, f"{prefix}{p.relative_to(src).as_posix()}")
     return zip_path
 
 
 @pytest.mark.parametrize("prefix", ["", "dtu_scan24/"])
-def test_load_multiview_from_zip(tmp_path, shared_data, prefix):
-    z = zip_folder(shared_data / NEUS, tmp_path / "scan.zip", prefix)
+def test_load_multiview_from_zip(tmp_path, dtu_small, prefix):
+    z = zip_folder(dtu_small, tmp_path / "scan.zip", prefix)
     ds = load_multiview(z)
-    ref = load_multiview(shared_data / NEUS)
-    assert ds.n_views == 35 and ds.normalization_source == "scale_mat"
+    ref = load_multiview(dtu_small)
+    assert ds.n_views == 6 and ds.normalization_source == "scale_mat"
     np.testing.assert_array_equal(ds.images, ref.images)
     np.testing.assert_array_equal(ds.c2w, ref.c2w)
 
 
-def test_zip_errors_name_the_member(tmp_path, shared_data):
+def test_zip_errors_name_the_member(tmp_path, dtu_small):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.write(shared_data / NEUS / "cameras_sphere.npz", "scan/cameras_sphere.npz")
-        for i in range(35):
+        zf.write(dtu_small / "cameras_sphere.npz", "scan/cameras_sphere.npz")
+        for i in range(6):
             zf.writestr(f"scan/image/{i:03d}.png", b"not a png")
     (tmp_path / "bad.zip").write_bytes(buf.getvalue())
     with pytest.raises(InputError, match=r"bad\.zip: scan/image/000\.png: cannot read image") as e:

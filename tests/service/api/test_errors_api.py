@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-
 from svc_helpers import POISSON, assert_problem, sphere_points, submit
 
 
@@ -80,6 +79,8 @@ def test_upload_under_the_cap_is_accepted(idle_server, inputs):
     ({"resolution": 8}, "resolution"),
     ({"formats": ["dwg"]}, "formats"),
     ({"formats": []}, "formats"),
+    ({"method": "neus", "bbox": [0, 0, 0, 1, 1]}, "bbox"),
+    ({"method": "neus", "bbox": [0, 0, 0, 1, -1, 1]}, "bbox"),
 ])
 def test_bad_spec_is_422_invalid_spec_naming_the_field(idle_server, inputs, spec, where):
     body = assert_problem(submit(idle_server.client, inputs["sphere"], spec), 422, "invalid_spec")

@@ -15,10 +15,9 @@ import httpx
 import pytest
 from svc_helpers import POISSON, assert_problem, free_port, submit
 
+from tests.support.dtu import write_dtu_subset
+
 NEUS = {"method": "neus", "preset": "fast"}
-SCAN = "multiview/dtu_scan24_neus_200x150"
-# The shared DTU cameras have almost no baseline; the loader says so with a warning.
-pytestmark = pytest.mark.filterwarnings("ignore:the cameras barely move")
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +49,19 @@ def api(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def scan_zip(tmp_path_factory, shared_data) -> Path:
-    """The real NeuS scan (35 views, 200x150) in one top-level folder of a zip."""
-    src = shared_data / SCAN
+def scan_dir(tmp_path_factory, shared_data) -> Path:
+    """Six real DTU scan24 views at 64x64 as a NeuS folder."""
+    return write_dtu_subset(shared_data, tmp_path_factory.mktemp("dtu") / "scan24", size=64)
+
+
+@pytest.fixture(scope="module")
+def scan_zip(tmp_path_factory, scan_dir) -> Path:
+    """The NeuS folder of ``scan_dir`` in one top-level folder of a zip."""
+    src = scan_dir
     path = tmp_path_factory.mktemp("zips") / "scan24.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(src.rglob("*")):
-            if p.is_file() and p.name != "cameras_sphere_fullres_1600x1200.npz":
+            if p.is_file():
                 zf.write(p, f"scan24/{p.relative_to(src).as_posix()}")
     return path
 
@@ -114,15 +119,15 @@ def test_hostile_or_invalid_archives(api, tmp_path, members, code, fragment):
     assert not list(settings.scratch_dir.glob("unzip-*"))
 
 
-def test_broken_image_set_names_the_member(api, tmp_path, shared_data):
+def test_broken_image_set_names_the_member(api, tmp_path, scan_dir):
     client, _ = api
     z = tmp_path / "broken.zip"
     with zipfile.ZipFile(z, "w") as zf:
-        zf.write(shared_data / SCAN / "cameras_sphere.npz", "scan/cameras_sphere.npz")
-        for i in range(34):  # one image short of the 35 cameras
-            zf.write(shared_data / SCAN / "image" / f"{i:03d}.png", f"scan/image/{i:03d}.png")
+        zf.write(scan_dir / "cameras_sphere.npz", "scan/cameras_sphere.npz")
+        for i in range(5):  # one image short of the 6 cameras
+            zf.write(scan_dir / "image" / f"{i:03d}.png", f"scan/image/{i:03d}.png")
     body = assert_problem(submit(client, z, NEUS), 422, "malformed_file")
-    assert "broken.zip: scan/cameras_sphere.npz: 34 images in image/ but world_mat" in body["detail"], body
+    assert "broken.zip: scan/cameras_sphere.npz: 5 images in image/ but world_mat" in body["detail"], body
     r = client.post("/v1/uploads", params={"kind": "images"}, files={"file": ("broken.zip", z.read_bytes())})
     assert_problem(r, 422, "malformed_file")
 

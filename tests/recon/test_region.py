@@ -1,0 +1,94 @@
+"""The region of interest of posed views: from a box, sparse points, masks, the cameras' overlap;
+cropping meshes to it and dropping floating fragments."""
+
+import numpy as np
+import pytest
+import torch
+
+from meshing.mesh import Mesh
+from recon.io import MultiviewDataset, Normalization
+from recon.region import (
+    Region,
+    crop_mesh,
+    find_region,
+    keep_main_components,
+    region_from_bbox,
+    region_from_cameras,
+    region_from_points,
+)
+from tests.support.render import intrinsics_from_fov, look_at
+
+
+def views(target=(0.0, 0.0, 0.0), n=12, distance=3.0, masks=False, source="given") -> MultiviewDataset:
+    """``n`` 40x40 cameras on a ring (30 degrees up) at ``distance`` from ``target``, looking at it."""
+    t = np.asarray(target, dtype=np.float64)
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    eyes = t + distance * np.stack([np.cos(a) * 0.87, np.sin(a) * 0.87, np.full(n, 0.5)], 1)
+    c2w = np.stack([look_at(e, t) for e in eyes])
+    K = intrinsics_from_fov(40, 40, 40.0)
+    m = None
+    if masks:  # a disc of radius 6 pixels in the image centre: an object around the target
+        j, i = np.meshgrid(np.arange(40) + 0.5, np.arange(40) + 0.5)
+        m = np.broadcast_to(((i - 20) ** 2 + (j - 20) ** 2 <= 36).astype(np.float32), (n, 40, 40)).copy()
+    return MultiviewDataset(images=np.zeros((n, 40, 40, 3), np.float32), intrinsics=np.tile(K, (n, 1, 1)), c2w=c2w,
+                            normalization=Normalization(np.array([1.0, 2.0, 3.0]), 2.0), masks=m,
+                            normalization_source=source)
+
+
+def test_region_box_sdf_and_sphere():
+    r = Region([-1, -1, -1], [1, 1, 3], "bbox")
+    x = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [0.0, 0.0, 4.0], [2.0, 2.0, 1.0], [0.0, 0.5, 0.0]])
+    np.testing.assert_allclose(r.box_sdf(x).numpy(), [-1.0, 1.0, 1.0, np.sqrt(2.0), -0.5], atol=1e-6)
+    c, rad = r.sphere()
+    np.testing.assert_allclose(c, [0, 0, 1]) and pytest.approx(rad) == np.sqrt(6.0)
+    with pytest.raises(ValueError, match="lo < hi"):
+        Region([0, 0, 0], [1, 0, 1], "bbox")
+
+
+def test_region_from_bbox_is_in_the_normalised_frame():
+    norm = Normalization(np.array([1.0, 2.0, 3.0]), 2.0)
+    r = region_from_bbox([1, 2, 3, 3, 4, 5], norm)
+    np.testing.assert_allclose(r.lo, [0, 0, 0]) and np.testing.assert_allclose(r.hi, [1, 1, 1])
+    assert r.describe(norm)["bbox"] == [1, 2, 3, 3, 4, 5]
+
+
+def test_region_from_points_ignores_stray_points():
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([rng.uniform(-0.3, 0.3, (500, 3)), [[0.95, 0.95, 0.95], [-0.9, 0.9, -0.9]]])
+    r = region_from_points(pts)
+    assert r.source == "sparse_points"
+    assert (r.hi < 0.4).all() and (r.lo > -0.4).all() and (r.hi > 0.25).all()
+
+
+@pytest.mark.parametrize("target", [(0.0, 0.0, 0.0), (0.3, -0.2, 0.1)])
+def test_region_from_cameras_is_where_the_views_overlap(target):
+    r = region_from_cameras(views(target), min_seen=1.0)
+    c, rad = r.sphere()
+    np.testing.assert_allclose(c, target, atol=0.05)
+    # 40 degree field of view at distance 3: every view sees a ball of about 3 sin(20) = 1.03 around
+    # the target; the grid over the cube and the padding leave it between 0.6 and 1.2.
+    assert 0.6 < rad < 1.2, rad
+    assert (r.lo >= -1).all() and (r.hi <= 1).all()
+    assert region_from_cameras(views(target)).sphere()[1] > rad  # seen by half the views: larger
+
+
+def test_find_region_order():
+    ds = views()
+    assert find_region(ds).source == "cameras"
+    ds.normalization_source = "scale_mat"
+    assert find_region(ds).source == "scale_mat"
+    ds.points = np.random.default_rng(0).uniform(-0.2, 0.2, (50, 3))
+    assert find_region(ds).source == "sparse_points"
+    hull = find_region(views(masks=True))
+    assert hull.source == "masks" and (hull.hi[:2] < 0.5).all()  # the disc: a small object at the centre
+    assert find_region(ds, bbox=[0, 0, 0, 2, 2, 2]).source == "bbox"
+
+
+def test_crop_and_floaters():
+    # Two triangles inside [-1, 1]^3, one straddling its face, a tiny fragment far away.
+    v = np.array([[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0.5, 0.5, 0], [0.9, 0, 0], [1.5, 0, 0], [0.9, 0.2, 0]], float)
+    f = np.array([[0, 1, 2], [1, 3, 2], [4, 5, 6]])
+    cropped = crop_mesh(Mesh(v, f), Region(-np.ones(3), np.ones(3), "bbox"))
+    assert cropped.n_faces == 2 and cropped.n_vertices == 4
+    big = Mesh(np.concatenate([v[:4], v[:4] + [5, 0, 0]]), np.concatenate([f[:2]] * 19 + [f[:1] + 4]))
+    assert keep_main_components(big, 0.1).n_faces == 38
