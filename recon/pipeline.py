@@ -125,7 +125,7 @@ def run(
     timings.update(ctx.timings)
     if out.mesh.is_empty:
         raise ValueError(f"the {spec.method} reconstruction produced an empty mesh")
-    mesh = _finish_mesh(out.mesh, spec, loaded.normalization)
+    mesh = _finish_mesh(out.mesh, spec, loaded.normalization, drop_fragments=out.from_field)
 
     if cancel is not None:
         cancel.raise_if_cancelled()
@@ -143,10 +143,11 @@ def run(
     return result
 
 
-def _finish_mesh(mesh: Mesh, spec: JobSpec, norm: Normalization) -> Mesh:
-    """Normalised frame -> input frame, then small-component removal, decimation and normals."""
+def _finish_mesh(mesh: Mesh, spec: JobSpec, norm: Normalization, drop_fragments: bool = True) -> Mesh:
+    """Normalised frame -> input frame, then small-component removal (meshes of fields only),
+    decimation and normals."""
     mesh = mesh_ops.transform(mesh, scale=norm.scale, translation=norm.center)
-    if spec.min_component_fraction > 0:
+    if drop_fragments and spec.min_component_fraction > 0:
         mesh = mesh_ops.remove_small_components(mesh, min_fraction=spec.min_component_fraction)
     if spec.decimate_faces and mesh.n_faces > spec.decimate_faces:
         mesh = mesh_ops.decimate(mesh, target_faces=spec.decimate_faces)

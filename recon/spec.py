@@ -69,7 +69,9 @@ class JobSpec(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed of the fit.")
     max_fit_points: int | None = Field(None, ge=1000, le=10_000_000, description="Points used for fitting (subsampled above); metrics use all points.")
     decimate_faces: int | None = Field(None, ge=100, description="Simplify the mesh to about this many faces.")
-    min_component_fraction: float = Field(0.01, ge=0.0, le=1.0, description="Drop connected components with fewer faces than this fraction of the largest.")
+    min_component_fraction: float = Field(0.01, ge=0.0, le=1.0, description="Drop connected components with fewer faces than this fraction of the largest "
+                                          "(floating fragments of fitted fields; meshes built from the points, by "
+                                          "auto's and poisson's screened Poisson, keep every piece).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to fit; 'auto' picks CUDA when present.")
     holdout_every: int = Field(8, ge=0, le=1000, description=_holdout_help())
     bbox: list[float] | None = Field(

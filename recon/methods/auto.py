@@ -87,7 +87,7 @@ def reconstruct(cloud, ctx: MethodContext) -> Reconstruction:
     info = {"chose": chose, "why": describe_choice(a, chose), "analysis": a.as_dict()}
     if chose == "poisson":
         info["poisson_depth"] = poisson.depth
-    return Reconstruction(mesh, metrics=lambda: {"auto": info})
+    return Reconstruction(mesh, metrics=lambda: {"auto": info}, from_field=chose == "udf")
 
 
 METHOD = register_method(Method(

@@ -67,6 +67,11 @@ class Reconstruction:
     artifacts: Callable[[Path], dict[str, Path]] = lambda out_dir: {}
     """Writes the method's own artifacts (e.g. ``views.png``) into ``out_dir`` after its metrics;
     returns name -> path."""
+    from_field: bool = True
+    """The mesh was extracted from a fitted field, whose floating fragments the job's
+    ``min_component_fraction`` drops. False for meshes built from the points themselves (screened
+    Poisson): every piece of those is where the data is (dropping the small pieces of a bench
+    armadillo with holes cost 3% recall and 1.4x Chamfer)."""
 
 
 @dataclass

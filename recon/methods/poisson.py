@@ -22,7 +22,7 @@ def reconstruct(cloud, ctx: MethodContext) -> Reconstruction:
     from recon.classic import poisson_reconstruct
 
     return Reconstruction(poisson_reconstruct(cloud.points, cloud.normals, ctx.preset.fit, progress=ctx.progress,
-                                              cancel=ctx.cancel))
+                                              cancel=ctx.cancel), from_field=False)
 
 
 METHOD = register_method(Method(

@@ -82,3 +82,33 @@ def test_bad_input_is_an_input_error(tmp_path):
     bad.write_text("1 2 3\nnan 0 0\n" * 100)
     with pytest.raises(InputError):
         run(JobSpec(method="poisson", preset="fast"), bad, tmp_path / "out")
+
+
+def test_small_pieces_are_dropped_from_fields_only():
+    """min_component_fraction removes a fitted field's floating fragments; a mesh built from the
+    points (screened Poisson) keeps every piece, each being where the data is."""
+    from recon.io.normalize import Normalization
+    from recon.methods import get_method
+    from recon.pipeline import _finish_mesh
+
+    big, small = icosphere(4), icosphere(1)  # 5120 and 80 faces: 1.6% of the big one
+    small = Mesh(small.vertices * 0.1 + np.array([30.0, 0, 0]), small.faces)
+    both = Mesh(np.concatenate([big.vertices, small.vertices]),
+                np.concatenate([big.faces, small.faces + big.n_vertices]))
+    spec = JobSpec(min_component_fraction=0.02)
+    ident = Normalization(center=np.zeros(3), scale=1.0)
+    assert _finish_mesh(both, spec, ident).n_faces == big.n_faces
+    assert _finish_mesh(both, spec, ident, drop_fragments=False).n_faces == both.n_faces
+    # Which methods build from the points: poisson always, auto when it runs Poisson.
+    from recon.methods.base import MethodContext
+
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(2000, 3))
+    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    from recon.io.pointcloud import PointCloud
+    for name in ("poisson", "auto"):
+        method = get_method(name)
+        ctx = MethodContext(preset_name="fast", preset=method.presets["fast"], seed=0, resolution=None,
+                            extractor=None, max_fit_points=None, device="cpu", progress=lambda e: None,
+                            cancel=None, checkpoint_path=None)
+        assert method.reconstruct(PointCloud(pts * 0.8), ctx).from_field is False
