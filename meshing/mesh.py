@@ -170,6 +170,13 @@ def _vertex_labels(mesh: Mesh) -> tuple[int, np.ndarray]:
     return connected_components(graph, directed=False)
 
 
+def vertex_components(mesh: Mesh) -> np.ndarray:
+    """Component label of every vertex (components of the graph of face edges)."""
+    if mesh.is_empty:
+        return np.zeros(mesh.n_vertices, dtype=np.int64)
+    return _vertex_labels(mesh)[1]
+
+
 def n_components(mesh: Mesh) -> int:
     """Number of face-connected components (faces sharing a vertex are connected)."""
     if mesh.is_empty:

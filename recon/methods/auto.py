@@ -61,7 +61,7 @@ def poisson_depth(cfg: AutoConfig, a, points) -> int:
 
 def reconstruct(cloud, ctx: MethodContext) -> Reconstruction:
     """Clean and orient the cloud, decide open or closed, mesh accordingly."""
-    from recon.auto import describe_choice, prepare_cloud
+    from recon.auto import describe_choice, drop_unsupported_pieces, prepare_cloud
     from recon.classic import poisson_reconstruct
     from recon.io.pointcloud import PointCloud
 
@@ -84,9 +84,12 @@ def reconstruct(cloud, ctx: MethodContext) -> Reconstruction:
         with ctx.timed("poisson"):
             mesh = poisson_reconstruct(prepared.points, prepared.normals, poisson, progress=ctx.progress,
                                        cancel=ctx.cancel)
+            n_faces = mesh.n_faces
+            mesh = drop_unsupported_pieces(mesh, prepared.points, radius=max(a.spacing, 2 * a.noise))
     info = {"chose": chose, "why": describe_choice(a, chose), "analysis": a.as_dict()}
     if chose == "poisson":
         info["poisson_depth"] = poisson.depth
+        info["unsupported_faces_dropped"] = n_faces - mesh.n_faces
     return Reconstruction(mesh, metrics=lambda: {"auto": info}, from_field=chose == "udf")
 
 
