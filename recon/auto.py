@@ -33,7 +33,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from recon.cleaning import estimate_noise, jet_smooth, outlier_mask, spacing
-from recon.orientation import orient_normals, point_areas
+from recon.orientation import ambiguous_share, lattice_away_from, orient_normals, point_areas
 
 NOISY_RATIO = 0.3
 """sigma / h above which the cloud is smoothed. Measured (bench shapes, 50k points): clean clouds
@@ -80,21 +80,16 @@ class PreparedCloud:
 
 
 def ambiguous_fraction(points: np.ndarray, normals: np.ndarray, offset: float, grid: int = 24) -> float:
-    """Of the lattice points (``grid``^3 over the cloud's box, those farther than ``offset`` from every
-    sample) with winding number above 0.2, the fraction below 0.8."""
+    """:func:`recon.orientation.ambiguous_share` of the winding numbers on the lattice (``grid``^3
+    over the cloud's box, those farther than ``offset`` from every sample), for clouds whose
+    normals came with the file (:func:`~recon.orientation.orient_normals` measures it otherwise)."""
     import igl
 
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    pad = 0.05 * float((hi - lo).max())
-    axes = [np.linspace(lo[a] - pad, hi[a] + pad, grid) for a in range(3)]
-    lattice = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     tree = cKDTree(points)
-    lattice = lattice[tree.query(lattice, k=1, workers=-1)[0] > offset]
+    lattice = lattice_away_from(points, tree, grid, pad=0.05, min_distance=offset)
     if not len(lattice):
         return 0.0
-    w = igl.fast_winding_number(points, normals, point_areas(points, tree), lattice)
-    inside = w > 0.2
-    return float(((w > 0.2) & (w < 0.8)).sum() / max(1, inside.sum()))
+    return ambiguous_share(igl.fast_winding_number(points, normals, point_areas(points, tree), lattice))
 
 
 def prepare_cloud(points: np.ndarray, normals: np.ndarray | None = None, *, seed: int = 0) -> PreparedCloud:

@@ -69,6 +69,22 @@ def point_areas(points: np.ndarray, tree: cKDTree | None = None, k: int = AREA_K
     return math.pi * d[:, -1] ** 2 / k
 
 
+def lattice_away_from(points: np.ndarray, tree: cKDTree, grid: int, pad: float, min_distance: float) -> np.ndarray:
+    """The ``grid``^3 lattice over the points' box grown by ``pad`` times its longest side, without
+    the lattice points within ``min_distance`` of a sample (neither clearly inside nor outside)."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    margin = pad * float((hi - lo).max())
+    axes = [np.linspace(lo[a] - margin, hi[a] + margin, grid) for a in range(3)]
+    lattice = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    return lattice[tree.query(lattice, k=1, workers=-1)[0] > min_distance]
+
+
+def ambiguous_share(w: np.ndarray) -> float:
+    """Of the winding numbers ``w`` above 0.2 (inside, or near a sheet), the fraction below 0.8."""
+    inside = w > 0.2
+    return float((inside & (w < 0.8)).sum() / max(1, inside.sum()))
+
+
 def winding_contributions(queries: np.ndarray, points: np.ndarray, normals: np.ndarray, areas: np.ndarray,
                           groups: np.ndarray, n_groups: int) -> np.ndarray:
     """(q, n_groups): the winding number at each query of each group's oriented samples.
@@ -199,7 +215,7 @@ def orient_normals(points: np.ndarray, normals: np.ndarray | None = None, *, k: 
     n_patches = int(labels.max()) + 1
 
     rng = np.random.default_rng(seed)
-    areas = math.pi * dist[:, AREA_KNN] ** 2 / AREA_KNN
+    areas = math.pi * dist[:, AREA_KNN] ** 2 / AREA_KNN  # point_areas, from the query above
     dip = rng.choice(n, size=max_dipoles, replace=False) if n > max_dipoles else np.arange(n)
     dip_areas = areas[dip] * (areas.sum() / areas[dip].sum())
     h = float(np.median(dist[:, 1:7].mean(axis=1)))
@@ -211,12 +227,7 @@ def orient_normals(points: np.ndarray, normals: np.ndarray | None = None, *, k: 
     probe = np.unique(np.concatenate([probe, *extra])) if extra else probe
     outside = points[probe] + offset * normals[probe]
     inside = points[probe] - offset * normals[probe]
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    pad = 0.1 * (hi - lo).max()
-    axes = [np.linspace(lo[a] - pad, hi[a] + pad, grid) for a in range(3)]
-    lattice = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    # Lattice points near a sample are neither clearly inside nor outside.
-    lattice = lattice[tree.query(lattice, k=1, workers=-1)[0] > max(4 * h, 4 * noise, 2 * offset)]
+    lattice = lattice_away_from(points, tree, grid, pad=0.1, min_distance=max(4 * h, 4 * noise, 2 * offset))
     queries = np.concatenate([outside, inside, lattice])
     contrib = winding_contributions(queries, points[dip], normals[dip], dip_areas, labels[dip], n_patches)
     m = len(probe)
@@ -251,6 +262,5 @@ def orient_normals(points: np.ndarray, normals: np.ndarray | None = None, *, k: 
     w_out = np.where(s > 0, w[:m], w[m:2 * m])
     w_in = np.where(s > 0, w[m:2 * m], w[:m])
     openness = float(np.percentile(np.maximum(np.abs(w_out), np.abs(1 - w_in)), 75))
-    far = w[2 * m:]
-    ambiguous = float(((far > 0.2) & (far < 0.8)).sum() / max(1, (far > 0.2).sum()))
+    ambiguous = ambiguous_share(w[2 * m:])
     return Orientation(normals, n_patches, int((sign < 0).sum()), openness, ambiguous)

@@ -12,11 +12,7 @@ from meshing.export import load_mesh
 from recon.auto import prepare_cloud
 from recon.pipeline import run
 from recon.spec import JobSpec
-
-
-def sphere(n: int, seed: int = 0) -> np.ndarray:
-    v = np.random.default_rng(seed).normal(size=(n, 3))
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+from tests.support.analytic import unit_sphere_points
 
 
 def disc(n: int, seed: int = 0) -> np.ndarray:
@@ -38,7 +34,7 @@ def test_sphere_with_ghost_points_inside_comes_back_single(tmp_path):
     rng = np.random.default_rng(1)
     ghosts = rng.normal(size=(200, 3))
     ghosts *= (rng.random(200) ** (1 / 3) * 0.8 / np.linalg.norm(ghosts, axis=1))[:, None]
-    result, metrics = reconstruct(np.concatenate([sphere(4000), ghosts]), tmp_path)
+    result, metrics = reconstruct(np.concatenate([unit_sphere_points(4000), ghosts]), tmp_path)
     radius = np.linalg.norm(result.mesh.vertices, axis=1)
     assert radius.min() > 0.9 and radius.max() < 1.05  # no vertex of an inner sheet
     assert metrics["auto"]["chose"] == "poisson"
@@ -57,15 +53,15 @@ def test_open_disc_goes_to_udf_and_stays_open(tmp_path):
 
 
 def test_closed_shapes_are_not_called_open():
-    assert not prepare_cloud(sphere(6000)).analysis.open
+    assert not prepare_cloud(unit_sphere_points(6000)).analysis.open
     # A sphere with a hole of 5% of its surface is still a closed object.
-    pts = sphere(6000)
+    pts = unit_sphere_points(6000)
     assert not prepare_cloud(pts[pts[:, 2] < 0.9]).analysis.open
 
 
 def test_noisy_sphere_comes_back_smooth(tmp_path):
     sigma = 0.02  # 1% of the diameter
-    pts = sphere(8000, seed=2)
+    pts = unit_sphere_points(8000, seed=2)
     noisy = pts + np.random.default_rng(3).normal(scale=sigma, size=pts.shape)
     result, metrics = reconstruct(noisy, tmp_path, preset="balanced")
     a = metrics["auto"]["analysis"]
@@ -81,7 +77,7 @@ def test_noisy_sphere_comes_back_smooth(tmp_path):
 
 
 def test_analysis_is_recorded_in_the_metrics(tmp_path):
-    _, metrics = reconstruct(sphere(3000), tmp_path)
+    _, metrics = reconstruct(unit_sphere_points(3000), tmp_path)
     info = metrics["auto"]
     assert info["chose"] in ("poisson", "udf") and info["why"]
     for key in ("spacing", "noise_ratio", "n_outliers", "ambiguous_fraction", "open"):

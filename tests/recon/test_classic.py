@@ -10,6 +10,7 @@ from scipy.spatial import cKDTree
 
 from recon.classic import PoissonConfig, poisson_reconstruct, signed_volume, vertex_normals
 from recon.progress import Cancelled, CancelToken
+from tests.support.analytic import box_surface_samples
 
 CENTER = np.array([0.3, -0.2, 0.5])
 RADIUS = 2.0
@@ -77,13 +78,7 @@ def test_orientation_fallback_when_qhull_fails(monkeypatch):
 def test_winding_orientation_handles_a_thin_plate_where_propagation_fails():
     """Two faces 0.05 apart (the sample spacing is about 0.015): both orientations are run on the
     same points; the winding one gives a plate whose faces are both at the data."""
-    rng = np.random.default_rng(0)
-    n = 12000
-    size = np.array([1.0, 1.0, 0.05])
-    areas = np.array([size[1] * size[2], size[0] * size[2], size[0] * size[1]])
-    axis = rng.choice(3, size=n, p=areas / areas.sum())
-    pts = rng.uniform(-0.5, 0.5, size=(n, 3)) * size
-    pts[np.arange(n), axis] = np.where(rng.random(n) < 0.5, -1.0, 1.0) * size[axis] / 2
+    pts, _ = box_surface_samples((1.0, 1.0, 0.05), 12000)
     mesh = poisson_reconstruct(pts, None, PoissonConfig(depth=8))
     v = mesh.vertices[np.abs(mesh.vertices[:, :2]).max(axis=1) < 0.4]  # away from the rim
     assert np.abs(np.abs(v[:, 2]) - 0.025).max() < 0.01  # on one face or the other, nowhere else

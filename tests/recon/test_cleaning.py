@@ -6,11 +6,7 @@ import numpy as np
 import pytest
 
 from recon.cleaning import estimate_noise, jet_fit, jet_smooth, outlier_mask, spacing
-
-
-def sphere(n: int, seed: int = 0) -> np.ndarray:
-    v = np.random.default_rng(seed).normal(size=(n, 3))
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+from tests.support.analytic import unit_sphere_points
 
 
 def grid_plane(step: float, m: int = 60) -> np.ndarray:
@@ -43,14 +39,14 @@ def test_jet_fits_a_paraboloid_exactly_and_projects_onto_it():
 
 @pytest.mark.parametrize("sigma", [0.005, 0.01, 0.02])
 def test_noise_estimate_follows_the_noise(sigma):
-    pts = sphere(20000)
+    pts = unit_sphere_points(20000)
     noisy = pts + np.random.default_rng(2).normal(scale=sigma, size=pts.shape)
     assert estimate_noise(noisy) == pytest.approx(sigma, rel=0.35)
     assert estimate_noise(pts) < 0.1 * spacing(pts)
 
 
 def test_outliers_in_the_box_are_found_and_a_clean_cloud_keeps_every_point():
-    pts = sphere(20000)
+    pts = unit_sphere_points(20000)
     outliers = np.random.default_rng(3).uniform(-1.1, 1.1, size=(2000, 3))
     mask = outlier_mask(np.concatenate([pts, outliers]))
     off_surface = np.abs(np.linalg.norm(outliers, axis=1) - 1) > 0.05

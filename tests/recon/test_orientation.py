@@ -6,29 +6,11 @@ import numpy as np
 import pytest
 
 from recon.orientation import orient_normals, pca_normals, point_areas, winding_contributions
-
-
-def sphere(n: int, seed: int = 0) -> np.ndarray:
-    v = np.random.default_rng(seed).normal(size=(n, 3))
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def box_surface(size, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Points uniformly on the surface of an axis-aligned box centred at 0, with outward normals."""
-    rng = np.random.default_rng(seed)
-    size = np.asarray(size, dtype=float)
-    areas = np.array([size[1] * size[2], size[0] * size[2], size[0] * size[1]])
-    axis = rng.choice(3, size=n, p=areas / areas.sum())
-    pts = rng.uniform(-0.5, 0.5, size=(n, 3)) * size
-    side = np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    pts[np.arange(n), axis] = side * size[axis] / 2
-    normals = np.zeros((n, 3))
-    normals[np.arange(n), axis] = side
-    return pts, normals
+from tests.support.analytic import box_surface_samples, unit_sphere_points
 
 
 def test_winding_number_of_a_sphere_is_one_inside_and_zero_outside():
-    pts = sphere(20000)
+    pts = unit_sphere_points(20000)
     q = np.array([[0, 0, 0], [0.5, 0.2, 0.1], [2, 0, 0], [0, -3, 1.0]])
     w = winding_contributions(q, pts, pts, point_areas(pts), np.zeros(len(pts), dtype=int), 1)[:, 0]
     assert w == pytest.approx([1, 1, 0, 0], abs=0.02)
@@ -39,7 +21,7 @@ def test_winding_number_of_a_sphere_is_one_inside_and_zero_outside():
 
 
 def test_sphere_normals_point_outward():
-    pts = sphere(5000)
+    pts = unit_sphere_points(5000)
     o = orient_normals(pts)
     assert (np.einsum("ij,ij->i", o.normals, pts) > 0).all()
     assert o.openness < 0.1
@@ -49,7 +31,7 @@ def test_thin_plate_gets_opposite_normals_on_its_two_faces():
     # Thickness 0.05 against a sample spacing of about 0.014: 15 neighbours reach across the
     # plate, and so do the spanning tree's shortcuts; a propagation along them would give both
     # faces the same normal.
-    pts, truth = box_surface((1.0, 1.0, 0.05), 12000)
+    pts, truth = box_surface_samples((1.0, 1.0, 0.05), 12000)
     o = orient_normals(pts)
     faces = (np.abs(pts[:, :2]).max(axis=1) < 0.45) & (np.abs(truth[:, 2]) == 1)
     agree = np.einsum("ij,ij->i", o.normals, truth)[faces]
@@ -57,7 +39,7 @@ def test_thin_plate_gets_opposite_normals_on_its_two_faces():
 
 
 def test_flipping_the_input_normals_changes_nothing():
-    pts, truth = box_surface((1.0, 0.6, 0.3), 8000, seed=1)
+    pts, truth = box_surface_samples((1.0, 0.6, 0.3), 8000, seed=1)
     normals = pca_normals(pts)
     signs = np.where(np.random.default_rng(5).random(len(pts)) < 0.5, -1.0, 1.0)
     o = orient_normals(pts, normals * signs[:, None])

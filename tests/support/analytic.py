@@ -47,6 +47,25 @@ def sphere_samples(n: int, rng: np.random.Generator, upper_only: bool = False):
     return R * d, d
 
 
+def unit_sphere_points(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` points uniformly on the unit sphere (the directions of :func:`sphere_samples`)."""
+    return sphere_samples(n, np.random.default_rng(seed))[1]
+
+
+def box_surface_samples(size, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Points uniformly on the surface of an axis-aligned box centred at 0, with outward normals."""
+    rng = np.random.default_rng(seed)
+    size = np.asarray(size, dtype=float)
+    areas = np.array([size[1] * size[2], size[0] * size[2], size[0] * size[1]])
+    axis = rng.choice(3, size=n, p=areas / areas.sum())
+    pts = rng.uniform(-0.5, 0.5, size=(n, 3)) * size
+    side = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    pts[np.arange(n), axis] = side * size[axis] / 2
+    normals = np.zeros((n, 3))
+    normals[np.arange(n), axis] = side
+    return pts, normals
+
+
 def hemisphere_samples(n: int, rng: np.random.Generator):
     return sphere_samples(n, rng, upper_only=True)
 
