@@ -33,7 +33,13 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from recon.cleaning import estimate_noise, jet_smooth, outlier_mask, spacing
-from recon.orientation import ambiguous_share, lattice_away_from, orient_normals, point_areas
+from recon.orientation import (
+    ambiguous_share,
+    fast_winding_number,
+    lattice_away_from,
+    orient_normals,
+    point_areas,
+)
 
 NOISY_RATIO = 0.3
 """sigma / h above which the cloud is smoothed. Measured (bench shapes, 50k points): clean clouds
@@ -83,13 +89,11 @@ def ambiguous_fraction(points: np.ndarray, normals: np.ndarray, offset: float, g
     """:func:`recon.orientation.ambiguous_share` of the winding numbers on the lattice (``grid``^3
     over the cloud's box, those farther than ``offset`` from every sample), for clouds whose
     normals came with the file (:func:`~recon.orientation.orient_normals` measures it otherwise)."""
-    import igl
-
     tree = cKDTree(points)
     lattice = lattice_away_from(points, tree, grid, pad=0.05, min_distance=offset)
     if not len(lattice):
         return 0.0
-    return ambiguous_share(igl.fast_winding_number(points, normals, point_areas(points, tree), lattice))
+    return ambiguous_share(fast_winding_number(points, normals, point_areas(points, tree), lattice))
 
 
 def prepare_cloud(points: np.ndarray, normals: np.ndarray | None = None, *, seed: int = 0) -> PreparedCloud:

@@ -85,6 +85,29 @@ def ambiguous_share(w: np.ndarray) -> float:
     return float((inside & (w < 0.8)).sum() / max(1, inside.sum()))
 
 
+def fast_winding_number(points: np.ndarray, normals: np.ndarray, areas: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """libigl's fast winding number of oriented samples at ``queries``, with samples at the same
+    position merged into one dipole first (their areas summed, their area-weighted normals
+    averaged: the same sum), because libigl's octree never ends splitting identical points and
+    crashes the process (a cloud of 50 points written 4 times each did)."""
+    import igl
+
+    uniq, inverse = np.unique(points, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if len(uniq) < len(points):
+        area = np.bincount(inverse, weights=areas, minlength=len(uniq))
+        moment = np.stack([np.bincount(inverse, weights=areas * normals[:, c], minlength=len(uniq))
+                           for c in range(3)], axis=1)
+        keep = area > 0
+        points, normals, areas = uniq[keep], moment[keep] / area[keep, None], area[keep]
+    if not len(points):
+        return np.zeros(len(queries))
+    return igl.fast_winding_number(np.ascontiguousarray(points, dtype=np.float64),
+                                   np.ascontiguousarray(normals, dtype=np.float64),
+                                   np.ascontiguousarray(areas, dtype=np.float64),
+                                   np.ascontiguousarray(queries, dtype=np.float64))
+
+
 def winding_contributions(queries: np.ndarray, points: np.ndarray, normals: np.ndarray, areas: np.ndarray,
                           groups: np.ndarray, n_groups: int) -> np.ndarray:
     """(q, n_groups): the winding number at each query of each group's oriented samples.
@@ -93,8 +116,6 @@ def winding_contributions(queries: np.ndarray, points: np.ndarray, normals: np.n
     number of the whole cloud is the row sum. libigl's fast winding number (Barill et al. 2018:
     exact near the query, a multipole expansion far from it), one call per group.
     """
-    import igl
-
     queries = np.ascontiguousarray(queries, dtype=np.float64)
     out = np.zeros((len(queries), n_groups), dtype=np.float64)
     order = np.argsort(groups, kind="stable")
@@ -102,8 +123,7 @@ def winding_contributions(queries: np.ndarray, points: np.ndarray, normals: np.n
     for g in range(n_groups):
         sel = order[bounds[g]:bounds[g + 1]]
         if len(sel):
-            out[:, g] = igl.fast_winding_number(np.ascontiguousarray(points[sel]), np.ascontiguousarray(normals[sel]),
-                                                np.ascontiguousarray(areas[sel]), queries)
+            out[:, g] = fast_winding_number(points[sel], normals[sel], areas[sel], queries)
     return out
 
 

@@ -85,7 +85,10 @@ def reconstruct(cloud, ctx: MethodContext) -> Reconstruction:
             mesh = poisson_reconstruct(prepared.points, prepared.normals, poisson, progress=ctx.progress,
                                        cancel=ctx.cancel)
             n_faces = mesh.n_faces
-            mesh = drop_unsupported_pieces(mesh, prepared.points, radius=max(a.spacing, 2 * a.noise))
+            # A piece is supported if it lies near the samples, as near as Poisson's cells allow.
+            extent = float((prepared.points.max(axis=0) - prepared.points.min(axis=0)).max()) * poisson.scale
+            mesh = drop_unsupported_pieces(mesh, prepared.points,
+                                           radius=max(a.spacing, 2 * a.noise, extent / 2 ** poisson.depth))
     info = {"chose": chose, "why": describe_choice(a, chose), "analysis": a.as_dict()}
     if chose == "poisson":
         info["poisson_depth"] = poisson.depth
