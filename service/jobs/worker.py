@@ -164,12 +164,26 @@ def run_job(cfg: WorkerConfig, job_id: str, attempt: int) -> str:
             status, fields = _execute(job, artifacts, tmp_dir, ckpt_local, reporter, token)
         finally:
             beat.stop()
-        owned = store.finish(job_id=job_id, attempt=attempt, status=status, **fields)
-        if owned:  # only the attempt that still owns the job may touch its objects
-            artifacts.delete(ckpt_key)
-            if status != JobStatus.SUCCEEDED:  # no half-uploaded set of artifacts stays behind
-                artifacts.delete_prefix(f"jobs/{job_id}/artifacts")
+            # An upload of the checkpoint in flight would land after the delete below.
+            beat.join(timeout=max(60.0, 2 * cfg.heartbeat_interval_s))
+        # Objects are tidied before the job is marked final, so whoever sees it final sees them
+        # gone; and only while this attempt still owns the job (a re-queued attempt may resume
+        # from the checkpoint).
+        if store.heartbeat(job_id=job_id, attempt=attempt):
+            _tidy_objects(artifacts, job_id, ckpt_key, succeeded=status == JobStatus.SUCCEEDED)
+        store.finish(job_id=job_id, attempt=attempt, status=status, **fields)
     return status
+
+
+def _tidy_objects(artifacts: ArtifactStore, job_id: str, ckpt_key: str, *, succeeded: bool) -> None:
+    """Drop the checkpoint of a finished attempt and, unless it succeeded, any half-uploaded set
+    of artifacts. A store that fails here must not lose the job's outcome: logged, not raised."""
+    try:
+        artifacts.delete(ckpt_key)
+        if not succeeded:
+            artifacts.delete_prefix(f"jobs/{job_id}/artifacts")
+    except Exception:
+        log.exception("could not remove the objects of finished job %s", job_id)
 
 
 def _where() -> dict[str, Any]:
