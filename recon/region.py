@@ -9,10 +9,14 @@ first of these that applies:
 * ``"bbox"``: the user's box (the job's ``bbox``, given in the input's frame);
 * ``"masks"``: the visual hull of the masks (carved like :mod:`recon.io.scene_bounds`);
 * ``"sparse_points"``: the structure-from-motion points (COLMAP), 2nd-98th percentile per axis;
-* ``"scale_mat"`` / ``"transforms"``: the unit sphere, when the format itself says where the
-  object is (NeuS's ``scale_mat``; a transforms.json's aabb, scale and offset);
 * ``"cameras"``: where the views overlap: the largest ball about the point closest (least
-  squares) to every optical axis that half of the views see.
+  squares) to every optical axis that half of the views see, unless the format declares a
+  sphere that this ball does not fit inside;
+* ``"scale_mat"`` / ``"transforms"``: then, the unit sphere the format declares (NeuS's
+  ``scale_mat``; a transforms.json's aabb, scale and offset). Declared spheres are often
+  loose: DTU's holds much of the table, and a foreground that large swallows the background
+  (on DTU scan24 without masks, held-out PSNR 13.3 dB after 500 steps in the declared sphere
+  against 20.4 dB in the overlap's ball of radius 0.66).
 
 Every estimate but the user's is padded by 10% and clipped to the cube [-1, 1]^3, which the
 loaders make hold the scene of interest.
@@ -175,10 +179,15 @@ def find_region(ds: MultiviewDataset, bbox=None) -> Region:
             pass
     if ds.points is not None and len(ds.points) >= 4:
         return region_from_points(ds.points)
+    seen = region_from_cameras(ds)
     if ds.normalization_source in ("scale_mat", "transforms"):
-        # The format says where the object is: its unit sphere (NeuS, instant-ngp's aabb/scale).
-        return Region(-np.ones(3), np.ones(3), ds.normalization_source, ball=(np.zeros(3), 1.0))
-    return region_from_cameras(ds)
+        # The format says the object is in its unit sphere (NeuS, instant-ngp's aabb/scale), but
+        # such spheres are often loose (DTU's hold much of the table): the views' overlap, when
+        # it is a smaller ball inside that sphere, is the tighter estimate.
+        c, r = seen.sphere()
+        if not (r < 1.0 and np.linalg.norm(c) + r <= 1.0 + 1e-6):
+            return Region(-np.ones(3), np.ones(3), ds.normalization_source, ball=(np.zeros(3), 1.0))
+    return seen
 
 
 def keep_main_components(mesh: Mesh, min_fraction: float = 0.05) -> Mesh:

@@ -19,13 +19,14 @@ from recon.region import (
 from tests.support.render import intrinsics_from_fov, look_at
 
 
-def views(target=(0.0, 0.0, 0.0), n=12, distance=3.0, masks=False, source="given") -> MultiviewDataset:
-    """``n`` 40x40 cameras on a ring (30 degrees up) at ``distance`` from ``target``, looking at it."""
+def views(target=(0.0, 0.0, 0.0), n=12, distance=3.0, masks=False, source="given", fov=40.0) -> MultiviewDataset:
+    """``n`` 40x40 cameras on a ring (30 degrees up) at ``distance`` from ``target``, looking at it
+    with a field of view of ``fov`` degrees."""
     t = np.asarray(target, dtype=np.float64)
     a = np.linspace(0, 2 * np.pi, n, endpoint=False)
     eyes = t + distance * np.stack([np.cos(a) * 0.87, np.sin(a) * 0.87, np.full(n, 0.5)], 1)
     c2w = np.stack([look_at(e, t) for e in eyes])
-    K = intrinsics_from_fov(40, 40, 40.0)
+    K = intrinsics_from_fov(40, 40, fov)
     m = None
     if masks:  # a disc of radius 6 pixels in the image centre: an object around the target
         j, i = np.meshgrid(np.arange(40) + 0.5, np.arange(40) + 0.5)
@@ -76,7 +77,10 @@ def test_find_region_order():
     ds = views()
     assert find_region(ds).source == "cameras"
     ds.normalization_source = "scale_mat"
-    assert find_region(ds).source == "scale_mat"
+    assert find_region(ds).source == "scale_mat"  # the views see more than the declared sphere
+    narrow = views(fov=20.0, source="scale_mat")  # they see a ball of radius about 3 sin(10) = 0.52
+    tight = find_region(narrow)
+    assert tight.source == "cameras" and 0.4 < tight.sphere()[1] < 0.8, tight.sphere()
     ds.points = np.random.default_rng(0).uniform(-0.2, 0.2, (50, 3))
     assert find_region(ds).source == "sparse_points"
     hull = find_region(views(masks=True))
@@ -92,3 +96,17 @@ def test_crop_and_floaters():
     assert cropped.n_faces == 2 and cropped.n_vertices == 4
     big = Mesh(np.concatenate([v[:4], v[:4] + [5, 0, 0]]), np.concatenate([f[:2]] * 19 + [f[:1] + 4]))
     assert keep_main_components(big, 0.1).n_faces == 38
+
+
+def test_the_views_overlap_narrows_a_loose_declared_sphere(shared_data, tmp_path):
+    """DTU scan24's scale_mat sphere holds much of the table; its real cameras (an arc over the
+    houses, 12 degree field of view at 2.7 units) overlap in a ball of about 0.6 about its centre."""
+    from recon.io.multiview import load_multiview
+    from tests.support.dtu import write_dtu_subset
+
+    ds = load_multiview(write_dtu_subset(shared_data, tmp_path / "dtu", views=tuple(range(0, 49, 4)), size=32))
+    assert ds.normalization_source == "scale_mat"
+    region = find_region(ds)
+    c, r = region.sphere()
+    assert region.source == "cameras" and 0.5 < r < 0.75 and np.linalg.norm(c) < 0.05, (c, r)
+    assert (region.hi - region.lo < 1.6).all()  # extraction stays near the houses
