@@ -34,6 +34,7 @@ the background model, and for ``spot_scene`` precision and recall at 1% of the d
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -115,7 +116,7 @@ def run_method(name: str, args, ds, gt) -> dict:
     preset = method.presets[args.preset]
     cfg = replace(preset.fit, steps=args.steps or (60 if args.quick else preset.fit.steps), log_every=5,
                   rays_per_batch=args.rays or preset.fit.rays_per_batch, background_model=args.background,
-                  random_background=args.random_background)
+                  random_background=args.random_background, **overrides(args))
     last = {}
     ctx = MethodContext(preset_name=args.preset, preset=replace(preset, fit=cfg), seed=0, resolution=None,
                         extractor="marching_cubes", max_fit_points=None, device=resolve_device("cpu"),
@@ -144,6 +145,17 @@ def run_method(name: str, args, ds, gt) -> dict:
     return row
 
 
+def overrides(args) -> dict:
+    """``--set key=value`` pairs as ``NeusConfig`` fields (values are JSON)."""
+    out = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        out[key] = json.loads(value)
+    return out
+
+
 def run_scene(name: str, args) -> dict:
     ds, gt = load_scene(name, args.quick, args.dtu_size)
     if name in ("spot_scene", "dtu24"):
@@ -151,7 +163,7 @@ def run_scene(name: str, args) -> dict:
     train, test = split_views(ds, 8)
     cfg = get_method("neus").presets[args.preset].fit
     steps = args.steps or (60 if args.quick else (cfg.steps if name != "dtu24" else 300))
-    cfg = replace(cfg, steps=steps, log_every=5, rays_per_batch=args.rays or cfg.rays_per_batch)
+    cfg = replace(cfg, steps=steps, log_every=5, rays_per_batch=args.rays or cfg.rays_per_batch, **overrides(args))
     reports: list[tuple[int, float]] = []
     last = {}
 
@@ -198,6 +210,8 @@ def main() -> None:
     p.add_argument("--rays", type=int, default=None, help="override the preset's rays per step")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 is faster than 2 when other processes share the cores)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="override a NeusConfig field, e.g. --set w_eikonal=0.03 (repeatable)")
     p.add_argument("--elevation", default=None, help="spot_scene: camera elevations 'lo,hi' in degrees (default 12,60)")
     args = p.parse_args()
     if args.elevation:
