@@ -136,12 +136,18 @@ def prepare_cloud(points: np.ndarray, normals: np.ndarray | None = None, *, seed
     return PreparedCloud(points, normals, analysis)
 
 
-def drop_unsupported_pieces(mesh, points: np.ndarray, radius: float, min_support: float = 0.5):
+def drop_unsupported_pieces(mesh, points: np.ndarray, radius: float, min_support: float = 0.5,
+                            max_local: float = 4.0, flat: float = 0.05):
     """``mesh`` without the pieces the data does not support: every connected piece but the
-    largest keeps only if at least ``min_support`` of its vertices lie within ``radius`` of a
-    sample. Poisson wraps stray points that survived the outlier test (a few hundred scattered
-    inside a sphere) in small closed blobs; measured on such a sphere, 7% of a blob's vertices lie
-    within one sample spacing of a sample, against 95% of the true surface's."""
+    largest keeps only if at least ``min_support`` of its vertices lie near a sample: within
+    ``radius``, or within the sample's own spacing (mean distance to its 6 nearest others, up
+    to ``max_local`` x ``radius``) where its neighbours lie on a plane (smallest PCA eigenvalue
+    under ``flat`` of their sum). Poisson wraps stray points that survived the outlier test (a
+    few hundred scattered inside a sphere) in small closed blobs; measured on such a sphere, 7%
+    of a blob's vertices lie within one sample spacing of a sample, against 95% of the true
+    surface's. Stray points are scattered in volume, so only surface samples get their own
+    spacing: real parts sampled ten times more sparsely than the rest stay (the benchmark's
+    half-density cow lost a 520-face piece to the one global radius)."""
     from meshing.mesh import select_faces, vertex_components
 
     if mesh.is_empty:
@@ -150,7 +156,15 @@ def drop_unsupported_pieces(mesh, points: np.ndarray, radius: float, min_support
     n = int(labels.max()) + 1
     if n == 1:
         return mesh
-    near = cKDTree(points).query(mesh.vertices, k=1, workers=-1)[0] <= radius
+    tree = cKDTree(points)
+    dist, nearest = tree.query(mesh.vertices, k=1, workers=-1)
+    k = min(7, len(points))
+    d, idx = tree.query(points, k=k, workers=-1)
+    nb = points[idx] - points[idx].mean(axis=1, keepdims=True)
+    eig = np.linalg.eigvalsh(np.einsum("nki,nkj->nij", nb, nb))
+    planar = eig[:, 0] <= flat * eig.sum(axis=1).clip(1e-30)
+    own = np.where(planar, np.minimum(d[:, 1:].mean(axis=1), max_local * radius), 0.0)
+    near = dist <= np.maximum(radius, own[nearest])
     support = np.bincount(labels, weights=near, minlength=n) / np.maximum(np.bincount(labels, minlength=n), 1)
     face_label = labels[mesh.faces[:, 0]]
     keep = support >= min_support

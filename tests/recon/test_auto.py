@@ -41,6 +41,18 @@ def test_sphere_with_ghost_points_inside_comes_back_single(tmp_path):
     assert metrics["method"] == "auto"
 
 
+def test_a_sparsely_sampled_real_piece_stays(tmp_path):
+    # A second sphere (radius 0.4) sampled about 4x more sparsely than the unit sphere: its samples
+    # lie on a surface, so they are not stray points, and Poisson's piece around them is kept.
+    small = unit_sphere_points(70, seed=5) * 0.4 + [3.0, 0.0, 0.0]
+    result, metrics = reconstruct(np.concatenate([unit_sphere_points(4000), small]), tmp_path)
+    v = result.mesh.vertices
+    far = v[v[:, 0] > 2.0]
+    assert metrics["auto"]["unsupported_faces_dropped"] == 0
+    assert len(far) > 100 and np.abs(np.linalg.norm(far - [3.0, 0.0, 0.0], axis=1) - 0.4).max() < 0.05
+    assert np.abs(np.linalg.norm(v[v[:, 0] < 2.0], axis=1) - 1.0).max() < 0.05
+
+
 def test_open_disc_goes_to_udf_and_stays_open(tmp_path):
     pts = disc(6000)
     assert prepare_cloud(pts).analysis.open
