@@ -156,19 +156,22 @@ def drop_unsupported_pieces(mesh, points: np.ndarray, radius: float, min_support
     n = int(labels.max()) + 1
     if n == 1:
         return mesh
+    face_label = labels[mesh.faces[:, 0]]
+    largest = int(np.argmax(np.bincount(face_label, minlength=n)))
     tree = cKDTree(points)
     dist, nearest = tree.query(mesh.vertices, k=1, workers=-1)
-    k = min(7, len(points))
-    d, idx = tree.query(points, k=k, workers=-1)
+    # Spacing and flatness only of the samples nearest to the other pieces' vertices.
+    samples, slot = np.unique(nearest[labels != largest], return_inverse=True)
+    d, idx = tree.query(points[samples], k=min(7, len(points)), workers=-1)
     nb = points[idx] - points[idx].mean(axis=1, keepdims=True)
     eig = np.linalg.eigvalsh(np.einsum("nki,nkj->nij", nb, nb))
     planar = eig[:, 0] <= flat * eig.sum(axis=1).clip(1e-30)
     own = np.where(planar, np.minimum(d[:, 1:].mean(axis=1), max_local * radius), 0.0)
-    near = dist <= np.maximum(radius, own[nearest])
+    near = dist <= radius
+    near[labels != largest] |= dist[labels != largest] <= own[slot.reshape(-1)]
     support = np.bincount(labels, weights=near, minlength=n) / np.maximum(np.bincount(labels, minlength=n), 1)
-    face_label = labels[mesh.faces[:, 0]]
     keep = support >= min_support
-    keep[np.argmax(np.bincount(face_label, minlength=n))] = True
+    keep[largest] = True
     return select_faces(mesh, keep[face_label])
 
 

@@ -11,6 +11,7 @@ from meshing.mesh import Mesh
 from recon.io import InputError
 from recon.pipeline import JobSpec, run
 from recon.progress import Cancelled, CancelToken
+from tests.support.analytic import unit_sphere_points
 
 CENTER, RADIUS = np.array([10.0, -5.0, 3.0]), 2.0
 
@@ -102,9 +103,7 @@ def test_small_pieces_are_dropped_from_fields_only():
     # Which methods build from the points: poisson always, auto when it runs Poisson.
     from recon.methods.base import MethodContext
 
-    rng = np.random.default_rng(0)
-    pts = rng.normal(size=(2000, 3))
-    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    pts = unit_sphere_points(2000)
     from recon.io.pointcloud import PointCloud
     for name in ("poisson", "auto"):
         method = get_method(name)
