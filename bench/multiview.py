@@ -39,7 +39,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -147,12 +147,20 @@ def run_method(name: str, args, ds, gt) -> dict:
 
 def overrides(args) -> dict:
     """``--set key=value`` pairs as ``NeusConfig`` fields (values are JSON)."""
+    from recon.multiview import NeusConfig
+
+    known = {f.name for f in fields(NeusConfig)}
     out = {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set expects key=value, got {item!r}")
-        out[key] = json.loads(value)
+        if key not in known:
+            raise SystemExit(f"--set {key}: not a NeusConfig field (one of {', '.join(sorted(known))})")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"--set {key}: expected a JSON value, got {value!r} ({e.msg})") from None
     return out
 
 
