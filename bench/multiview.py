@@ -118,7 +118,8 @@ def run_method(name: str, args, ds, gt) -> dict:
                   rays_per_batch=args.rays or preset.fit.rays_per_batch, background_model=args.background,
                   random_background=args.random_background, **overrides(args))
     last = {}
-    ctx = MethodContext(preset_name=args.preset, preset=replace(preset, fit=cfg), seed=0, resolution=None,
+    # The job's seed is the fit's (MethodContext.fit_config), so --set seed=N goes there.
+    ctx = MethodContext(preset_name=args.preset, preset=replace(preset, fit=cfg), seed=cfg.seed, resolution=None,
                         extractor="marching_cubes", max_fit_points=None, device=resolve_device("cpu"),
                         progress=lambda ev: last.update(ev.losses), cancel=None, checkpoint_path=None)
     train, test = split_views(ds, 8)

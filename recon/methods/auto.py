@@ -61,7 +61,7 @@ def poisson_depth(cfg: AutoConfig, a, points) -> int:
 
 def reconstruct(cloud, ctx: MethodContext) -> Reconstruction:
     """Clean and orient the cloud, decide open or closed, mesh accordingly."""
-    from recon.auto import describe_choice, drop_unsupported_pieces, prepare_cloud
+    from recon.auto import describe_choice, drop_balloons, drop_unsupported_pieces, prepare_cloud
     from recon.classic import poisson_reconstruct
     from recon.io.pointcloud import PointCloud
 
@@ -87,12 +87,15 @@ def reconstruct(cloud, ctx: MethodContext) -> Reconstruction:
             n_faces = mesh.n_faces
             # A piece is supported if it lies near the samples, as near as Poisson's cells allow.
             extent = float((prepared.points.max(axis=0) - prepared.points.min(axis=0)).max()) * poisson.scale
-            mesh = drop_unsupported_pieces(mesh, prepared.points,
-                                           radius=max(a.spacing, 2 * a.noise, extent / 2 ** poisson.depth))
+            radius = max(a.spacing, 2 * a.noise, extent / 2 ** poisson.depth)
+            mesh = drop_unsupported_pieces(mesh, prepared.points, radius=radius)
+            n_pieces = mesh.n_faces
+            mesh = drop_balloons(mesh, prepared.points, prepared.normals, radius)
     info = {"chose": chose, "why": describe_choice(a, chose), "analysis": a.as_dict()}
     if chose == "poisson":
         info["poisson_depth"] = poisson.depth
-        info["unsupported_faces_dropped"] = n_faces - mesh.n_faces
+        info["unsupported_faces_dropped"] = n_faces - n_pieces
+        info["balloon_faces_dropped"] = n_pieces - mesh.n_faces
     return Reconstruction(mesh, metrics=lambda: {"auto": info}, from_field=chose == "udf")
 
 

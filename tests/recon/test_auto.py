@@ -7,12 +7,23 @@ import json
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 
 from meshing.export import load_mesh
-from recon.auto import prepare_cloud
+from meshing.mesh import Mesh
+from recon.auto import drop_balloons, prepare_cloud
 from recon.pipeline import run
 from recon.spec import JobSpec
 from tests.support.analytic import unit_sphere_points
+
+
+def grid_mesh(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices and faces of the square [-1, 1]^2 at z = 0, ``n`` x ``n`` vertices."""
+    g = np.linspace(-1, 1, n)
+    v = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    i = np.arange(n * n).reshape(n, n)
+    a, b, c, d = i[:-1, :-1].ravel(), i[1:, :-1].ravel(), i[1:, 1:].ravel(), i[:-1, 1:].ravel()
+    return np.c_[v, np.zeros(len(v))], np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
 
 
 def disc(n: int, seed: int = 0) -> np.ndarray:
@@ -51,6 +62,54 @@ def test_a_sparsely_sampled_real_piece_stays(tmp_path):
     assert metrics["auto"]["unsupported_faces_dropped"] == 0
     assert len(far) > 100 and np.abs(np.linalg.norm(far - [3.0, 0.0, 0.0], axis=1) - 0.4).max() < 0.05
     assert np.abs(np.linalg.norm(v[v[:, 0] < 2.0], axis=1) - 1.0).max() < 0.05
+
+
+def sphere_with_fin(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """4000 samples of the unit sphere and, as densely, one sheet of samples sticking out of it: the
+    disc of radius 0.5 about (1.4, 0, 0) in the plane y = 0, outside the sphere (an ear whose two
+    sides are closer than the samples tell apart)."""
+    sphere = unit_sphere_points(4000, seed=seed)
+    rng = np.random.default_rng(seed)
+    n = int(np.pi * 0.25 / (4 * np.pi / 4000))
+    r, t = 0.5 * np.sqrt(rng.random(n)), rng.random(n) * 2 * np.pi
+    fin = np.stack([1.4 + r * np.cos(t), np.zeros(n), r * np.sin(t)], 1)
+    return sphere, fin[np.linalg.norm(fin, axis=1) > 1.0]
+
+
+def distance_to_sphere_and_fin(v: np.ndarray) -> np.ndarray:
+    q = v - [1.4, 0.0, 0.0]
+    to_fin = np.hypot(q[:, 1], np.clip(np.linalg.norm(q[:, [0, 2]], axis=1) - 0.5, 0, None))
+    return np.minimum(np.abs(np.linalg.norm(v, axis=1) - 1.0), to_fin)
+
+
+def test_a_thin_sheet_gets_no_balloon(tmp_path):
+    # Screened Poisson wraps a one-sheet fin in a balloon standing off it along its normals (3% of
+    # the vertices farther than 0.05 from the data, up to 0.34): those faces go, the fin stays.
+    sphere, fin = sphere_with_fin()
+    result, metrics = reconstruct(np.concatenate([sphere, fin]), tmp_path)
+    v = result.mesh.vertices
+    assert metrics["auto"]["chose"] == "poisson" and metrics["auto"]["balloon_faces_dropped"] > 0
+    assert (distance_to_sphere_and_fin(v) > 0.1).mean() < 0.01
+    near, _ = cKDTree(v).query(fin)
+    assert (near < 0.05).mean() > 0.9  # the fin itself is still there
+
+
+def test_balloon_faces_go_and_hole_fills_stay():
+    # Samples of the plane z = 0 (normals +z) with a hole of radius 0.3; a mesh of that plane, hole
+    # filled, and a sheet 0.3 above the samples. The sheet stands off the samples along their
+    # normals (a balloon); the fill stands off the rim across its tangent plane, so it stays.
+    g = np.linspace(-1, 1, 81)
+    xy = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    pts = np.c_[xy, np.zeros(len(xy))][np.linalg.norm(xy, axis=1) > 0.3]
+    normals = np.tile([0.0, 0.0, 1.0], (len(pts), 1))
+    grid = Mesh(*grid_mesh(41))
+    above = Mesh(grid.vertices * [0.25, 0.25, 0.0] + [0.7, 0.0, 0.3], grid.faces)  # not over the hole
+    both = Mesh(np.concatenate([grid.vertices, above.vertices]),
+                np.concatenate([grid.faces, grid.faces + len(grid.vertices)]))
+    kept = drop_balloons(both, pts, normals, radius=0.05)
+    assert kept.n_faces == grid.n_faces  # the sheet above went, every face of the plane stayed
+    assert np.abs(kept.vertices[:, 2]).max() == 0.0
+    assert (np.linalg.norm(kept.vertices[:, :2], axis=1) < 0.1).any()  # the fill of the hole
 
 
 def test_open_disc_goes_to_udf_and_stays_open(tmp_path):

@@ -1,5 +1,6 @@
 """Photo sets on the page: a zip picks the 'From photos' method and is accepted by the API; a
-zip sent to a point-cloud method is refused in words next to the file picker."""
+zip sent to a point-cloud method is refused in words next to the file picker; a finished photo
+job shows its held-out views under the 3D view."""
 
 from __future__ import annotations
 
@@ -78,3 +79,54 @@ def test_the_method_list_is_the_servers_table(page, web_server, tmp_path):
     (tmp_path / "cloud.xyz").write_text("0 0 0\n1 0 0\n0 1 0\n")
     page.set_input_files("#file", str(tmp_path / "cloud.xyz"))
     assert page.input_value("#method") == "auto"
+
+
+def test_a_finished_photo_job_shows_its_views_under_the_3d_view(page, photo_zip, web_server, tmp_path):
+    """A fast fit of the six DTU views runs to the end (view 0 held out); the page then shows the
+    job's views.png under the 3D view, pixel for pixel the artifact the API lists, whose first panel
+    is the held-out photo itself."""
+    import io
+
+    import httpx
+    import numpy as np
+    from PIL import Image
+
+    open_page(page, "/")
+    page.set_input_files("#file", str(photo_zip))
+    page.check("input[name=preset][value=fast]")
+    page.click("#submit")
+    page.wait_for_function("['succeeded', 'failed', 'canceled'].includes(document.getElementById('bar').dataset.status)",
+                           timeout=600_000)  # about 90 s on an idle core
+    status = page.get_attribute("#bar", "data-status")
+    assert status == "succeeded", (status, page.text_content("#job-error"))
+    page.wait_for_function("!document.getElementById('views-box').hidden"
+                           " && document.getElementById('views-img').naturalWidth > 0", timeout=30_000)
+    links = page.eval_on_selector_all("#downloads a", "els => els.map(a => a.getAttribute('href'))")
+    assert any(h.endswith("views.png") for h in links), links
+
+    job_id = page.evaluate("location.hash").split("=", 1)[1]
+    job = httpx.get(f"{web_server}/v1/jobs/{job_id}", timeout=30).json()
+    art = next(a for a in job["artifacts"] if a["name"] == "views.png")
+    png = httpx.get(f"{web_server}{art['url']}", timeout=30).content
+    sheet = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert sheet.shape == (64, 3 * 64, 3)  # one held-out view: photo | rendering | normals
+
+    shown = page.evaluate("""() => {
+        const img = document.getElementById('views-img');
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d');
+        g.drawImage(img, 0, 0);
+        return {w: c.width, h: c.height, px: Array.from(g.getImageData(0, 0, c.width, c.height).data)};
+    }""")
+    assert (shown["w"], shown["h"]) == (sheet.shape[1], sheet.shape[0])
+    rgba = np.array(shown["px"], dtype=np.uint8).reshape(sheet.shape[0], sheet.shape[1], 4)
+    assert np.abs(rgba[..., :3].astype(int) - sheet).max() <= 1  # the page shows the job's own image
+
+    with zipfile.ZipFile(photo_zip) as z:
+        name = sorted(n for n in z.namelist() if n.startswith("image/"))[0]
+        photo = np.asarray(Image.open(io.BytesIO(z.read(name))).convert("RGB"))
+    assert np.abs(sheet[:, :64].astype(int) - photo).max() <= 1  # first panel: the held-out photo
+    rendering = sheet[:, 64:128].astype(float)
+    assert rendering.std() > 5.0  # a rendering, not an empty panel
+    assert page.is_visible("#views-img")
