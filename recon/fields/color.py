@@ -45,6 +45,13 @@ class ColorConfig:
     """Width of each hidden layer."""
     n_hidden_layers: int = 2
     """Number of hidden (ReLU) layers."""
+    view_degree: int = 3
+    """Highest spherical-harmonics degree of the view direction (0-3; (degree + 1)^2 values, 0:
+    no view dependence beyond the constant)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.view_degree <= 3:
+            raise ValueError(f"expected 0 <= view_degree <= 3, got {self.view_degree}")
 
     def build(self) -> ColorNetwork:
         return ColorNetwork(self)
@@ -56,7 +63,8 @@ class ColorNetwork(nn.Module):
     def __init__(self, config: ColorConfig) -> None:
         super().__init__()
         self.config = config
-        dims = [config.feature_dim + 3 + 16] + [config.hidden_dim] * config.n_hidden_layers + [3]
+        self.n_view = (config.view_degree + 1) ** 2
+        dims = [config.feature_dim + 3 + self.n_view] + [config.hidden_dim] * config.n_hidden_layers + [3]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(itertools.pairwise(dims)):
             layers.append(nn.Linear(a, b))
@@ -66,4 +74,5 @@ class ColorNetwork(nn.Module):
 
     def forward(self, feature: Tensor, normal: Tensor, view_dir: Tensor) -> Tensor:
         """(n, feature_dim), (n, 3) normals (any length), (n, 3) unit directions -> (n, 3) RGB."""
-        return torch.sigmoid(self.mlp(torch.cat([feature, normal, sh_encode(view_dir)], dim=-1)))
+        view = sh_encode(view_dir)[..., : self.n_view]
+        return torch.sigmoid(self.mlp(torch.cat([feature, normal, view], dim=-1)))
