@@ -61,6 +61,8 @@ def poisson_depth(cfg: AutoConfig, a, points) -> int:
 
 def reconstruct(cloud, ctx: MethodContext) -> Reconstruction:
     """Clean and orient the cloud, decide open or closed, mesh accordingly."""
+    from scipy.spatial import cKDTree
+
     from recon.auto import describe_choice, drop_balloons, drop_unsupported_pieces, prepare_cloud
     from recon.classic import poisson_reconstruct
     from recon.io.pointcloud import PointCloud
@@ -88,9 +90,10 @@ def reconstruct(cloud, ctx: MethodContext) -> Reconstruction:
             # A piece is supported if it lies near the samples, as near as Poisson's cells allow.
             extent = float((prepared.points.max(axis=0) - prepared.points.min(axis=0)).max()) * poisson.scale
             radius = max(a.spacing, 2 * a.noise, extent / 2 ** poisson.depth)
-            mesh = drop_unsupported_pieces(mesh, prepared.points, radius=radius)
+            tree = cKDTree(prepared.points)  # one k-d tree of the samples for both clean-ups
+            mesh = drop_unsupported_pieces(mesh, prepared.points, radius=radius, tree=tree)
             n_pieces = mesh.n_faces
-            mesh = drop_balloons(mesh, prepared.points, prepared.normals, radius)
+            mesh = drop_balloons(mesh, prepared.points, prepared.normals, radius, tree=tree)
     info = {"chose": chose, "why": describe_choice(a, chose), "analysis": a.as_dict()}
     if chose == "poisson":
         info["poisson_depth"] = poisson.depth

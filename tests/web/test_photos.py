@@ -81,7 +81,7 @@ def test_the_method_list_is_the_servers_table(page, web_server, tmp_path):
     assert page.input_value("#method") == "auto"
 
 
-def test_a_finished_photo_job_shows_its_views_under_the_3d_view(page, photo_zip, web_server, tmp_path):
+def test_a_finished_photo_job_shows_its_views_under_the_3d_view(page, photo_zip, web_server):
     """A fast fit of the six DTU views runs to the end (view 0 held out); the page then shows the
     job's views.png under the 3D view, pixel for pixel the artifact the API lists, whose first panel
     is the held-out photo itself."""
@@ -96,7 +96,7 @@ def test_a_finished_photo_job_shows_its_views_under_the_3d_view(page, photo_zip,
     page.check("input[name=preset][value=fast]")
     page.click("#submit")
     page.wait_for_function("['succeeded', 'failed', 'canceled'].includes(document.getElementById('bar').dataset.status)",
-                           timeout=600_000)  # about 90 s on an idle core
+                           timeout=600_000)  # 275 s once with the machine loaded (the worker runs niced)
     status = page.get_attribute("#bar", "data-status")
     assert status == "succeeded", (status, page.text_content("#job-error"))
     page.wait_for_function("!document.getElementById('views-box').hidden"
