@@ -61,7 +61,10 @@ class NeusConfig:
     field: HashSDFConfig = dc_field(default_factory=_default_field)
     """The SDF network (its ``hidden_dim`` is also the colour network's feature width)."""
     color: ColorConfig = dc_field(default_factory=ColorConfig)
-    """The colour network (``feature_dim`` is taken from ``field``)."""
+    """The colour network (``feature_dim`` is taken from ``field``, plus ``appearance``'s features)."""
+    appearance: HashGridConfig | None = None
+    """A hash grid of its own for the colour network (its features beside the SDF network's), so
+    that texture need not pass through the geometry's table; None: the SDF's feature only."""
     steps: int = 1000
     """Optimisation steps."""
     rays_per_batch: int = 1024
@@ -128,7 +131,9 @@ class NeusModel(nn.Module):
         super().__init__()
         self.config = config
         self.sdf: HashSDF = config.field.build()
-        self.color = ColorNetwork(replace(config.color, feature_dim=config.field.hidden_dim))
+        self.appearance = config.appearance.build() if config.appearance is not None else None
+        extra = 0 if self.appearance is None else self.appearance.out_dim
+        self.color = ColorNetwork(replace(config.color, feature_dim=config.field.hidden_dim + extra))
         self.variance = nn.Parameter(torch.tensor(config.init_variance))
         bg = {"white": np.ones(3), "black": np.zeros(3)}.get(config.background)
         bg = np.full(3, 0.5) if bg is None and background is None else (bg if bg is not None else background)
@@ -150,8 +155,11 @@ class NeusModel(nn.Module):
         """(n, 3) -> SDF (n,), gradient (n, 3), feature (n, hidden) in one encoding pass."""
         return self.sdf.forward_with_gradient_and_feature(x, create_graph)
 
-    def radiance(self, feature: Tensor, grad: Tensor, view_dir: Tensor) -> Tensor:
+    def radiance(self, x: Tensor, feature: Tensor, grad: Tensor, view_dir: Tensor) -> Tensor:
+        """Colour at points ``x`` with the SDF network's ``feature`` and gradient, seen along ``view_dir``."""
         normal = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        if self.appearance is not None:
+            feature = torch.cat([feature, self.appearance(x)], dim=-1)
         return self.color(feature, normal, view_dir)
 
     def render(self, origins: Tensor, dirs: Tensor, *, jitter: Tensor | None = None, cos_anneal: float = 1.0,
@@ -177,7 +185,7 @@ class NeusModel(nn.Module):
             ray_of = keep.nonzero()[:, 0]
             d = dirs[ray_of]
             sdf, grad, feat = self.geometry(pos, create_graph=train)
-            color = self.radiance(feat, grad, d)
+            color = self.radiance(pos, feat, grad, d)
             alpha = neus_alpha(sdf, (d * grad).sum(-1), self.config.march_step, self.inv_s, cos_anneal)
             dense = torch.zeros(keep.shape, dtype=alpha.dtype, device=alpha.device).masked_scatter(keep, alpha)
             weights, opacity = composite(dense)
@@ -199,8 +207,12 @@ class NeusModel(nn.Module):
                 "normal": normal}
 
     def set_progress(self, fraction: float) -> None:
-        """Training progress in [0, 1]: the SDF's coarse-to-fine levels."""
+        """Training progress in [0, 1]: the SDF's coarse-to-fine levels (and the appearance grid's,
+        in the same proportion)."""
         self.sdf.set_progress(fraction)
+        if self.appearance is not None:
+            n, share = self.appearance.n_levels, self.sdf.active_levels / self.sdf.encoding.n_levels
+            self.appearance.set_active_levels(max(1, round(share * n)))
 
     def sdf_in_sphere(self, x: Tensor) -> Tensor:
         """The SDF intersected with the unit sphere (max(f, |x| - 1)): closed meshes, no floaters outside."""
@@ -399,7 +411,7 @@ def vertex_colors(model: NeusModel, vertices: np.ndarray, chunk: int = 1 << 16) 
         for v in torch.as_tensor(vertices, dtype=torch.float32, device=device).split(chunk):
             _, grad, feat = model.geometry(v, create_graph=False)
             normal = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-            out.append(model.color(feat, normal, -normal).cpu())
+            out.append(model.radiance(v, feat, grad, -normal).cpu())
     rgb = torch.cat(out).numpy() if out else np.zeros((0, 3), np.float32)
     return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
 

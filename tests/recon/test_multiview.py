@@ -188,3 +188,39 @@ def test_bad_datasets_are_rejected():
         fit_neus(replace(ds, images=ds.images[..., :2]), tiny_config(steps=1))
     with pytest.raises(ValueError, match="background"):
         NeusConfig(background="green")
+
+
+APPEARANCE = HashGridConfig(n_levels=6, log2_hashmap_size=14, base_resolution=8, finest_resolution=64)
+
+
+def test_appearance_grid_widens_the_colour_input_and_follows_the_coarse_to_fine_schedule():
+    from recon.multiview import NeusModel
+
+    cfg = tiny_config(appearance=APPEARANCE)
+    model = NeusModel(cfg)
+    first = model.color.mlp[0]
+    # The SDF network's feature, the grid's features, the normal and the SH view terms.
+    assert first.in_features == 32 + 6 * 2 + 3 + (cfg.color.view_degree + 1) ** 2
+    model.set_progress(0.0)
+    assert model.appearance.n_active_levels == 2  # as many levels as the SDF's share (2 of 6)
+    model.set_progress(1.0)
+    assert model.appearance.n_active_levels == 6
+    # Colour gradients reach the appearance table.
+    o = torch.tensor([[0.0, 0.0, -2.5]]).repeat(64, 1)
+    d = torch.nn.functional.normalize(torch.randn(64, 3) * 0.05 + torch.tensor([0.0, 0.0, 1.0]), dim=-1)
+    model.grid.update(model.sdf, 1.0)
+    model.render(o, d, train=True)["rgb"].sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.appearance.parameters())
+
+
+def test_fit_with_an_appearance_grid_recovers_the_sphere_and_its_colours(one_thread):
+    train, test = split_views(sphere_scene(n_views=14, size=32, radius=RADIUS), 7)
+    model = fit_neus(train, tiny_config(appearance=APPEARANCE))
+    rgb, _ = render_views(model, test)
+    assert -10 * math.log10(float(((rgb - test.images) ** 2).mean())) > 25.0
+    mesh = extract_mesh(model, resolution=48)
+    r = np.linalg.norm(mesh.vertices, axis=1)
+    assert np.abs(r - RADIUS).mean() < 0.015
+    expected = sphere_color(mesh.vertices / r[:, None]) * 255
+    assert np.abs(mesh.vertex_colors - expected).mean() < 0.06 * 255
+

@@ -1,0 +1,42 @@
+"""The photo benchmark's ``--set`` overrides: plain fields, nested configs merged into the preset's,
+and one-line errors for what is not a field or not valid."""
+
+from argparse import Namespace
+
+import pytest
+
+from bench.multiview import overrides
+from recon.encodings.hash_grid import HashGridConfig
+from recon.methods import get_method
+
+
+def preset():
+    return get_method("neus").presets["balanced"].fit
+
+
+def test_plain_fields_take_json_values():
+    out = overrides(Namespace(set=["w_eikonal=0.03", "seed=2", "appearance=null"]), preset())
+    assert out == {"w_eikonal": 0.03, "seed": 2, "appearance": None}
+
+
+def test_nested_configs_change_only_the_fields_given():
+    base = preset()
+    out = overrides(Namespace(set=['color={"hidden_dim": 32}', 'background_field={"n_samples": 32}']), base)
+    assert out["color"].hidden_dim == 32 and out["color"].view_degree == base.color.view_degree == 1
+    assert out["background_field"].n_samples == 32
+    assert out["background_field"].encoding == base.background_field.encoding
+    # The preset has no appearance grid: the object's fields go into a fresh one.
+    grid = overrides(Namespace(set=['appearance={"n_levels": 8, "finest_resolution": 256}']), base)["appearance"]
+    assert grid == HashGridConfig(n_levels=8, finest_resolution=256)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("w_eikonal", "expects key=value"),
+    ("colour={}", "not a NeusConfig field"),
+    ("seed=two", "expected a JSON value"),
+    ('color={"view_degree": 5}', "view_degree"),
+    ('appearance={"levels": 8}', "unexpected keyword"),
+])
+def test_bad_overrides_exit_with_one_line(item, message):
+    with pytest.raises(SystemExit, match=message):
+        overrides(Namespace(set=[item]), preset())
