@@ -41,7 +41,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import fields, replace
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -160,13 +160,23 @@ def blur_ceiling(images: np.ndarray, sigma: float) -> float:
     return psnr(blurred, images)
 
 
+def merged(config, changes: dict):
+    """``config`` (a dataclass) with the fields in ``changes`` replaced; a JSON object given for a
+    nested config changes only the fields it names, at any depth."""
+    out = {}
+    for key, value in changes.items():
+        if key not in {f.name for f in fields(config)}:
+            raise TypeError(f"{type(config).__name__} has no field {key!r}")
+        current = getattr(config, key)
+        out[key] = merged(current, value) if is_dataclass(current) and isinstance(value, dict) else value
+    return replace(config, **out)
+
+
 def overrides(args, base) -> dict:
     """``--set key=value`` pairs as ``NeusConfig`` fields (values are JSON). A nested config takes
-    a JSON object of the fields to change in ``base``'s (the preset's), or in its defaults when
-    ``base`` has none (``appearance``)."""
+    a JSON object of the fields to change in ``base``'s (the preset's), at any depth, or in the
+    defaults when ``base`` has none (``appearance``)."""
     from recon.encodings.hash_grid import HashGridConfig
-    from recon.fields.background import BackgroundConfig
-    from recon.fields.color import ColorConfig
     from recon.multiview import NeusConfig
 
     known = {f.name for f in fields(NeusConfig)}
@@ -181,11 +191,14 @@ def overrides(args, base) -> dict:
             out[key] = json.loads(value)
         except json.JSONDecodeError as e:
             raise SystemExit(f"--set {key}: expected a JSON value, got {value!r} ({e.msg})") from None
-        nested = {"appearance": HashGridConfig, "background_field": BackgroundConfig, "color": ColorConfig}
-        if key in nested and isinstance(out[key], dict):
+        if isinstance(out[key], dict):
             current = getattr(base, key)
+            if current is None and key == "appearance":
+                current = HashGridConfig()
+            if not is_dataclass(current):
+                raise SystemExit(f"--set {key}: takes a JSON value, not an object")
             try:
-                out[key] = replace(current, **out[key]) if current is not None else nested[key](**out[key])
+                out[key] = merged(current, out[key])
             except (TypeError, ValueError) as e:
                 raise SystemExit(f"--set {key}: {e}") from None
     return out

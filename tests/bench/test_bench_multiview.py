@@ -2,6 +2,7 @@
 and one-line errors for what is not a field or not valid."""
 
 from argparse import Namespace
+from dataclasses import replace
 
 import pytest
 
@@ -25,6 +26,9 @@ def test_nested_configs_change_only_the_fields_given():
     assert out["color"].hidden_dim == 32 and out["color"].view_degree == base.color.view_degree == 1
     assert out["background_field"].n_samples == 32
     assert out["background_field"].encoding == base.background_field.encoding
+    deep = overrides(Namespace(set=['background_field={"encoding": {"finest_resolution": 1024}}']), base)
+    assert deep["background_field"].encoding == replace(base.background_field.encoding, finest_resolution=1024)
+    assert deep["background_field"].n_samples == base.background_field.n_samples
     # The preset has no appearance grid: the object's fields go into a fresh one.
     grid = overrides(Namespace(set=['appearance={"n_levels": 8, "finest_resolution": 256}']), base)["appearance"]
     assert grid == HashGridConfig(n_levels=8, finest_resolution=256)
@@ -35,7 +39,9 @@ def test_nested_configs_change_only_the_fields_given():
     ("colour={}", "not a NeusConfig field"),
     ("seed=two", "expected a JSON value"),
     ('color={"view_degree": 5}', "view_degree"),
-    ('appearance={"levels": 8}', "unexpected keyword"),
+    ('appearance={"levels": 8}', "HashGridConfig has no field 'levels'"),
+    ('background_field={"encoding": {"finest": 9}}', "HashGridConfig has no field 'finest'"),
+    ('seed={"a": 1}', "takes a JSON value, not an object"),
 ])
 def test_bad_overrides_exit_with_one_line(item, message):
     with pytest.raises(SystemExit, match=message):
