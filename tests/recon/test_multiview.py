@@ -223,4 +223,3 @@ def test_fit_with_an_appearance_grid_recovers_the_sphere_and_its_colours(one_thr
     assert np.abs(r - RADIUS).mean() < 0.015
     expected = sphere_color(mesh.vertices / r[:, None]) * 255
     assert np.abs(mesh.vertex_colors - expected).mean() < 0.06 * 255
-
