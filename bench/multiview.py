@@ -21,8 +21,9 @@ time on an idle core) and mean wall seconds per step, the 1-minute load average 
 ended (other processes on the machine inflate wall times), held-out PSNR over whole images, over
 the masks' foreground, of the baseline that predicts the training images' mean colour and, for
 method runs, of the held-out photos blurred by a 1-pixel Gaussian (``psnr_blur1``: a rendering
-that is exact but for that blur scores this), the
-last batch's samples per ray and ``s``, and the first step at which the training batch's PSNR
+that is exact but for that blur scores this) and the share of the held-out pixels the
+foreground leaves to the background (opacity below one half, ``bg_px``) with the share of the
+squared error they carry (``bg_err``), the last batch's samples per ray and ``s``, and the first step at which the training batch's PSNR
 (mean of the last 5 reports) reached 26 dB. Method runs (``spot_scene``, ``dtu24``) add the
 whole job's reconstruct time (fit, extraction, held-out rendering), where the region came from,
 the background model, and for ``spot_scene`` precision and recall at 1% of the diagonal.
@@ -134,6 +135,7 @@ def run_method(name: str, args, ds, gt) -> dict:
            "size": "x".join(map(str, ds.hw[::-1])), "steps": cfg.steps, "fit_s": ctx.timings["fit"],
            "total_s": wall, "cpu_s": cpu, "s_per_step": ctx.timings["fit"] / cfg.steps, "load": os.getloadavg()[0],
            "psnr": views.get("psnr_test"), "psnr_fg": float("nan"), "spr": last.get("samples_per_ray", 0.0),
+           "bg_px": views.get("background_pixels_test"), "bg_err": views.get("background_error_share_test"),
            "inv_s": last.get("inv_s", 0.0), "region": views["region"]["source"],
            "bg": views["background_model"] + (" + random" if cfg.random_background else "")}
     mean_color = train.images.reshape(-1, 3).mean(axis=0)
@@ -270,7 +272,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [run_scene(s.strip(), args) for s in args.scenes.split(",") if s.strip()]
     cols = ["scene", "rays", "views", "size", "steps", "fit_s", "total_s", "cpu_s", "s_per_step", "load", "psnr",
-            "psnr_fg", "psnr_mean", "psnr_blur1", "spr", "inv_s", "step_26db", "region", "bg", "cd_diag", "f1", "precision", "recall"]
+            "psnr_fg", "psnr_mean", "psnr_blur1", "bg_px", "bg_err", "spr", "inv_s", "step_26db", "region", "bg", "cd_diag", "f1", "precision", "recall"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
@@ -280,7 +282,8 @@ def main() -> None:
             if v is None:
                 cells.append("–")
             elif isinstance(v, float):
-                cells.append(f"{v:.4f}" if c in ("cd_diag", "s_per_step") else f"{v:.3g}" if c in ("f1", "precision", "recall") else f"{v:.1f}")
+                cells.append(f"{v:.4f}" if c in ("cd_diag", "s_per_step") else f"{v:.3g}" if c in (
+                    "f1", "precision", "recall", "bg_px", "bg_err") else f"{v:.1f}")
             else:
                 cells.append(str(v))
         print("| " + " | ".join(cells) + " |")

@@ -36,8 +36,12 @@ def presets() -> dict[str, Preset]:
 def held_out_views(model, views, ctx: MethodContext, sheet: dict | None = None) -> dict:
     """View counts, how the unit sphere was chosen, and the PSNR of the held-out views rendered
     from the fitted ``NeusModel``: over whole images, over the masks' foreground and the
-    opacity's mask error (when masks exist). ``sheet['image']`` receives the views image
-    (:func:`recon.multiview.views_image`) when a dict is given."""
+    opacity's mask error (when masks exist). Also which share of the held-out pixels the
+    foreground leaves to what lies behind it (opacity below one half: the background field or
+    colour) and which share of the squared error those pixels carry: where a fit without masks
+    falls short, this tells whether the object or its surroundings are to blame.
+    ``sheet['image']`` receives the views image (:func:`recon.multiview.views_image`) when a
+    dict is given."""
     import numpy as np
 
     from meshing.metrics import psnr
@@ -51,6 +55,10 @@ def held_out_views(model, views, ctx: MethodContext, sheet: dict | None = None) 
         if sheet is not None:
             sheet["image"] = views_image(test.images, rgb, normals, opacity)
         out["psnr_test"] = psnr(rgb, test.images)
+        behind = opacity < 0.5
+        err = ((np.asarray(rgb, np.float64) - test.images) ** 2).sum(-1)
+        out["background_pixels_test"] = float(behind.mean())
+        out["background_error_share_test"] = float(err[behind].sum() / max(err.sum(), 1e-12))
         if test.masks is not None and (test.masks > 0.5).any():
             out["psnr_test_foreground"] = psnr(rgb, test.images, mask=test.masks)
             out["mask_error_test"] = float(np.abs(opacity - test.masks).mean())

@@ -76,6 +76,11 @@ def test_run_neus_writes_a_coloured_mesh_and_view_metrics(tmp_path, tiny_preset)
     views = metrics["views"]
     assert views["n_train"] == 8 and views["n_test"] == 2
     assert views["psnr_test"] > 24.0 and views["psnr_test_foreground"] > 20.0
+    # Held-out views 0 and 5 show the sphere on the constant background: the foreground leaves
+    # the pixels off the sphere's mask, and nearly none of the sphere's, to the background.
+    masks = sphere_scene(n_views=10, size=24, radius=0.5).masks[[0, 5]]
+    assert abs(views["background_pixels_test"] - (1 - masks.mean())) < 0.03
+    assert 0.0 <= views["background_error_share_test"] <= 1.0
     gtm = metrics["ground_truth"]
     assert gtm["chamfer_l1"] < 0.01 * 2 * WORLD_RADIUS * np.sqrt(3)  # 1% of the diagonal
     assert gtm["f_score"] > 0.9
