@@ -20,13 +20,15 @@ OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def write_nerf_npz(path, n_views=10, size=24):
-    """The analytic sphere as a NeRF-style npz: RGBA uint8 images, OpenGL c2w in world units, focal."""
+    """The analytic sphere as a NeRF-style npz: RGBA uint8 images, OpenGL c2w in world units, focal.
+    Returns the rendered dataset (normalised frame)."""
     ds = sphere_scene(n_views=n_views, size=size, radius=0.5, scale=WORLD_RADIUS / 0.5, center=CENTER)
     c2w = ds.c2w.copy()
     c2w[:, :3, 3] = ds.normalization.from_unit(c2w[:, :3, 3])
     rgba = np.concatenate([ds.images, ds.masks[..., None]], axis=-1)
     np.savez(path, images=np.round(rgba * 255).astype(np.uint8), poses=(c2w @ OPENGL_FROM_OPENCV).astype(np.float32),
              focal=np.float32(ds.intrinsics[0, 0, 0]))
+    return ds
 
 
 def icosphere(radius, center, subdivisions=3) -> Mesh:
@@ -49,7 +51,7 @@ def tiny_preset(monkeypatch):
 
 def test_run_neus_writes_a_coloured_mesh_and_view_metrics(tmp_path, tiny_preset):
     scene = tmp_path / "sphere.npz"
-    write_nerf_npz(scene)
+    rendered = write_nerf_npz(scene)
     gt = tmp_path / "gt.ply"
     save_mesh(icosphere(WORLD_RADIUS, CENTER), gt)
     events = []
@@ -78,7 +80,7 @@ def test_run_neus_writes_a_coloured_mesh_and_view_metrics(tmp_path, tiny_preset)
     assert views["psnr_test"] > 24.0 and views["psnr_test_foreground"] > 20.0
     # Held-out views 0 and 5 show the sphere on the constant background: the foreground leaves
     # the pixels off the sphere's mask, and nearly none of the sphere's, to the background.
-    masks = sphere_scene(n_views=10, size=24, radius=0.5).masks[[0, 5]]
+    masks = rendered.masks[[0, 5]]
     assert abs(views["background_pixels_test"] - (1 - masks.mean())) < 0.03
     assert 0.0 <= views["background_error_share_test"] <= 1.0
     gtm = metrics["ground_truth"]
