@@ -24,9 +24,10 @@ method runs, of the held-out photos blurred by a 1-pixel Gaussian (``psnr_blur1`
 that is exact but for that blur scores this) and the share of the held-out pixels the
 foreground leaves to the background (opacity below one half, ``bg_px``) with the share of the
 squared error they carry (``bg_err``), the last batch's samples per ray and ``s``, and the
-first step at which the training batch's PSNR (mean of the last 5 reports) reached 26 dB. Method runs (``spot_scene``, ``dtu24``) add the
-whole job's reconstruct time (fit, extraction, held-out rendering), where the region came from,
-the background model, and for ``spot_scene`` precision and recall at 1% of the diagonal.
+first step at which the training batch's PSNR (mean of the last 5 reports) reached 26 dB.
+Method runs (``spot_scene``, ``dtu24``) add the whole job's reconstruct time (fit, extraction,
+held-out rendering), where the region came from, the background model, and for ``spot_scene``
+precision and recall at 1% of the diagonal.
 
     python bench/multiview.py                 # balanced preset, all scenes
     python bench/multiview.py --quick         # a smoke run: few steps, small scenes
