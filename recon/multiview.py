@@ -100,8 +100,8 @@ class NeusConfig:
     (initialised from the image borders), 'white' or 'black'."""
     background_model: str = "auto"
     """'grid': a contracted hash-grid radiance field outside the unit sphere
-    (:mod:`recon.fields.background`); 'none': the constant colour only; 'auto': 'grid' when the
-    views have no masks."""
+    (:mod:`recon.fields.background`); 'none': the constant colour only; 'auto': 'grid' unless the
+    views have masks and what the masks leave out is one colour (:func:`uniform_background`)."""
     background_field: BackgroundConfig = dc_field(default_factory=BackgroundConfig)
     """The background field, when used."""
     random_background: bool = False
@@ -244,10 +244,25 @@ def border_color(dataset: MultiviewDataset) -> np.ndarray:
     return np.median(border, axis=0)
 
 
+def uniform_background(dataset: MultiviewDataset, tolerance: float = 0.02, sample: int = 200_000) -> bool:
+    """Whether what the masks leave out is one colour (a studio backdrop, RGBA composited on a
+    colour): the mean absolute deviation of up to ``sample`` such pixels from their median colour
+    is below ``tolerance``. False without masks (the views then show everything)."""
+    if dataset.masks is None:
+        return False
+    outside = dataset.images[dataset.masks < 0.5]
+    if outside.shape[0] == 0:
+        return True
+    if outside.shape[0] > sample:
+        outside = outside[np.linspace(0, outside.shape[0] - 1, sample).astype(np.int64)]
+    return float(np.abs(outside - np.median(outside, axis=0)).mean()) < tolerance
+
+
 def uses_background_field(config: NeusConfig, dataset: MultiviewDataset) -> bool:
-    """Whether the fit of ``dataset`` models the background with a field (see ``background_model``)."""
+    """Whether the fit of ``dataset`` models the background with a field (see ``background_model``):
+    'auto' uses it unless the masks leave out only one colour (:func:`uniform_background`)."""
     if config.background_model == "auto":
-        return dataset.masks is None
+        return not uniform_background(dataset)
     return config.background_model == "grid"
 
 

@@ -1,12 +1,15 @@
 """Photos without masks: the background field takes the ground and the backdrop, the SDF keeps the
-object (a box standing on a checkered ground in a textured backdrop, rendered without masks)."""
+object (a box standing on a checkered ground in a textured backdrop, rendered without masks); with
+masks of the object, the field draws what the masks leave out."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from meshing.metrics import psnr
 from recon.encodings.hash_grid import HashGridConfig
 from recon.fields.hash_sdf import HashSDFConfig
 from recon.io.dataset import ViewSplit
@@ -60,3 +63,43 @@ def test_unmasked_fit_does_not_fill_the_region(scene):
     u = u / u.norm(dim=-1, keepdim=True) * torch.rand(20000, 1, generator=torch.Generator().manual_seed(1)) ** (1 / 3)
     with torch.no_grad():
         assert float((model.sdf(u) < 0).float().mean()) < 0.3
+
+
+def test_masks_choose_the_field_only_when_what_they_leave_out_is_not_one_colour(scene):
+    from recon.multiview import uniform_background
+    from tests.support.render import render_dataset
+
+    ds, obj = scene
+    cfg = NeusConfig()
+    studio = render_dataset(box_mesh(), 4, 16, 16)  # masks, and a constant colour around the object
+    assert studio.masks is not None and uniform_background(studio) and not uses_background_field(cfg, studio)
+    masked_scene = replace(ds, masks=obj)  # masks, and the ground and backdrop around the object
+    assert not uniform_background(masked_scene) and uses_background_field(cfg, masked_scene)
+    assert uses_background_field(cfg, ds)  # no masks
+    assert not uses_background_field(replace(cfg, background_model="none"), masked_scene)
+    assert uses_background_field(replace(cfg, background_model="grid"), studio)
+
+
+def test_masked_fit_draws_a_textured_background_better_than_any_constant_colour(scene):
+    ds, obj = scene
+    ds = replace(ds, masks=obj)
+    grid = HashGridConfig(n_levels=6, log2_hashmap_size=14, base_resolution=8, finest_resolution=64)
+    sdf = HashSDFConfig(encoding=grid, hidden_dim=32, n_hidden_layers=1, sphere_radius=0.3, start_levels=2,
+                        full_levels_at=0.4)
+    cfg = NeusConfig(field=sdf, steps=80, rays_per_batch=512, march_step=2 / 96, grid_resolution=32)
+    views, _, _ = foreground_views(ViewSplit(ds, None), find_region(ds), cfg)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = fit_neus(views.train, cfg)
+        rgb, opacity = render_views(model, views.train)
+    finally:
+        torch.set_num_threads(before)
+    assert model.background_field is not None
+    # The masks still decide what the foreground covers (measured: opacity 0.86 on the object, 0.03 off it).
+    assert opacity[obj > 0.5].mean() > 0.7 and opacity[obj < 0.5].mean() < 0.1
+    # Around the object, the field beats the best a constant colour can do (the pixels' mean colour):
+    # measured 18.4 dB against 15.3 dB (a learned constant colour: 14.1 dB).
+    out = obj < 0.5
+    best_constant = psnr(np.broadcast_to(ds.images[out].mean(0), ds.images[out].shape), ds.images[out])
+    assert psnr(rgb[out], ds.images[out]) > best_constant + 2.0
