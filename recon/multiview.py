@@ -87,6 +87,13 @@ class NeusConfig:
     """Learning rate of the inverse-sharpness variable (decays with the same schedule)."""
     init_variance: float = 0.3
     """Initial value v of the sharpness variable; s = exp(10 v)."""
+    early_max_s: float = 0.0
+    """When positive, ``s`` is held at most this until ``early_until`` of training. A wide density
+    lets the foreground's opacity reach a few ``1 / s`` beyond its current surface, so the SDF can
+    grow into parts of the object outside its first sphere before the background field paints
+    them (0: no cap)."""
+    early_until: float = 0.15
+    """Fraction of training during which ``early_max_s`` holds."""
     cos_anneal_end: float = 0.1
     """Fraction of training over which NeuS's cosine annealing reaches the true slope."""
     w_eikonal: float = 0.1
@@ -119,6 +126,9 @@ class NeusConfig:
             raise ValueError(f"expected background 'learned', 'white' or 'black', got {self.background!r}")
         if self.background_model not in ("auto", "grid", "none"):
             raise ValueError(f"expected background_model 'auto', 'grid' or 'none', got {self.background_model!r}")
+        if self.early_max_s < 0 or not 0 <= self.early_until <= 1:
+            raise ValueError(f"expected early_max_s >= 0 and 0 <= early_until <= 1, got {self.early_max_s} "
+                             f"and {self.early_until}")
         if not 0 < self.march_step < 1:
             raise ValueError(f"expected 0 < march_step < 1, got {self.march_step}")
 
@@ -141,11 +151,13 @@ class NeusModel(nn.Module):
         self.background_logit = nn.Parameter(logit, requires_grad=config.background == "learned")
         self.grid = OccupancyGrid(config.grid_resolution)
         self.background_field = config.background_field.build() if background_field else None
+        self.max_s = 1e6
+        """Upper bound of ``inv_s`` now (``early_max_s`` early in training, see :meth:`set_progress`)."""
 
     @property
     def inv_s(self) -> Tensor:
         """NeuS's inverse standard deviation s of the logistic density (a scalar tensor)."""
-        return torch.exp(10.0 * self.variance).clamp(1e-3, 1e6)
+        return torch.exp(10.0 * self.variance).clamp(1e-3, self.max_s)
 
     @property
     def background(self) -> Tensor:
@@ -208,8 +220,10 @@ class NeusModel(nn.Module):
 
     def set_progress(self, fraction: float) -> None:
         """Training progress in [0, 1]: the SDF's coarse-to-fine levels (and the appearance grid's,
-        in the same proportion)."""
+        in the same proportion) and the early cap on the sharpness ``s``."""
         self.sdf.set_progress(fraction)
+        cfg = self.config
+        self.max_s = cfg.early_max_s if cfg.early_max_s > 0 and fraction < cfg.early_until else 1e6
         if self.appearance is not None:
             n, share = self.appearance.n_levels, self.sdf.active_levels / self.sdf.encoding.n_levels
             self.appearance.set_active_levels(max(1, round(share * n)))

@@ -223,3 +223,21 @@ def test_fit_with_an_appearance_grid_recovers_the_sphere_and_its_colours(one_thr
     assert np.abs(r - RADIUS).mean() < 0.015
     expected = sphere_color(mesh.vertices / r[:, None]) * 255
     assert np.abs(mesh.vertex_colors - expected).mean() < 0.06 * 255
+
+
+def test_early_max_s_holds_the_sharpness_then_releases_it(one_thread):
+    train, _ = split_views(sphere_scene(n_views=14, size=32, radius=RADIUS), 7)
+
+    def sharpness(**kw) -> dict[int, float]:
+        events = []
+        cfg = replace(tiny_config(steps=60, **kw), lr_variance=2e-2, log_every=5)
+        fit_neus(train, cfg, progress=events.append)
+        return {e.step: e.losses["inv_s"] for e in events}
+
+    free = sharpness()
+    held = sharpness(early_max_s=25.0, early_until=0.5)
+    assert max(v for k, v in free.items() if k <= 30) > 30.0  # without the cap, s passes 25 early on
+    assert max(v for k, v in held.items() if k <= 30) <= 25.0 + 1e-3  # steps 0-29: fraction below one half
+    assert held[60] > 30.0  # released afterwards
+    with pytest.raises(ValueError, match="early_max_s"):
+        NeusConfig(early_max_s=-1.0)
