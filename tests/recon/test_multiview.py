@@ -71,14 +71,6 @@ def sphere_scene(n_views: int = 12, size: int = 32, radius: float = 0.5, distanc
                             names=[f"view{i:03d}" for i in range(n_views)])
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_config(steps: int = 150, **kw) -> NeusConfig:
     """A model small enough for a test: 6 levels up to 64 cells, 2^14 rows, 512 rays a step."""
     grid = HashGridConfig(n_levels=6, log2_hashmap_size=14, base_resolution=8, finest_resolution=64)

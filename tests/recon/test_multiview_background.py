@@ -39,24 +39,24 @@ def test_scene_renderer_has_no_masks_and_shows_the_ground(scene):
     assert ds.images[obj < 0.5].std() > 0.1  # textured, not a flat colour
 
 
-def test_unmasked_fit_does_not_fill_the_region(scene):
-    ds, obj = scene
+def small_config() -> NeusConfig:
+    """80 steps of a model small enough for a test: 6 levels up to 64 cells, 2^14 rows, 512 rays a step."""
     grid = HashGridConfig(n_levels=6, log2_hashmap_size=14, base_resolution=8, finest_resolution=64)
     sdf = HashSDFConfig(encoding=grid, hidden_dim=32, n_hidden_layers=1, sphere_radius=0.3, start_levels=2,
                         full_levels_at=0.4)
-    cfg = NeusConfig(field=sdf, steps=80, rays_per_batch=512, march_step=2 / 96, grid_resolution=32)
+    return NeusConfig(field=sdf, steps=80, rays_per_batch=512, march_step=2 / 96, grid_resolution=32)
+
+
+def test_unmasked_fit_does_not_fill_the_region(scene, one_thread):
+    ds, obj = scene
+    cfg = small_config()
     assert uses_background_field(cfg, ds)
     region = find_region(ds)
     assert region.source == "cameras"
     views, _, radius = foreground_views(ViewSplit(ds, None), region, cfg)
     assert radius < 1.0  # a foreground sphere tighter than the unit sphere
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = fit_neus(views.train, cfg)
-        _, opacity = render_views(model, views.train)
-    finally:
-        torch.set_num_threads(before)
+    model = fit_neus(views.train, cfg)
+    _, opacity = render_views(model, views.train)
     # Measured: opacity 0.03 on the ground and backdrop, 0.85 on the object; 9% of the sphere inside.
     assert opacity[obj < 0.5].mean() < 0.1 and opacity[obj > 0.5].mean() > 0.6
     u = torch.randn(20000, 3, generator=torch.Generator().manual_seed(0))
@@ -80,21 +80,13 @@ def test_masks_choose_the_field_only_when_what_they_leave_out_is_not_one_colour(
     assert uses_background_field(replace(cfg, background_model="grid"), studio)
 
 
-def test_masked_fit_draws_a_textured_background_better_than_any_constant_colour(scene):
+def test_masked_fit_draws_a_textured_background_better_than_any_constant_colour(scene, one_thread):
     ds, obj = scene
     ds = replace(ds, masks=obj)
-    grid = HashGridConfig(n_levels=6, log2_hashmap_size=14, base_resolution=8, finest_resolution=64)
-    sdf = HashSDFConfig(encoding=grid, hidden_dim=32, n_hidden_layers=1, sphere_radius=0.3, start_levels=2,
-                        full_levels_at=0.4)
-    cfg = NeusConfig(field=sdf, steps=80, rays_per_batch=512, march_step=2 / 96, grid_resolution=32)
+    cfg = small_config()
     views, _, _ = foreground_views(ViewSplit(ds, None), find_region(ds), cfg)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = fit_neus(views.train, cfg)
-        rgb, opacity = render_views(model, views.train)
-    finally:
-        torch.set_num_threads(before)
+    model = fit_neus(views.train, cfg)
+    rgb, opacity = render_views(model, views.train)
     assert model.background_field is not None
     # The masks still decide what the foreground covers (measured: opacity 0.86 on the object, 0.03 off it).
     assert opacity[obj > 0.5].mean() > 0.7 and opacity[obj < 0.5].mean() < 0.1
