@@ -264,11 +264,12 @@ def uniform_background(dataset: MultiviewDataset, tolerance: float = 0.02, sampl
     is below ``tolerance``. False without masks (the views then show everything)."""
     if dataset.masks is None:
         return False
-    outside = dataset.images[dataset.masks < 0.5]
-    if outside.shape[0] == 0:
+    index = np.flatnonzero(dataset.masks.ravel() < 0.5)  # pixels left out, gathered after sampling
+    if index.size == 0:
         return True
-    if outside.shape[0] > sample:
-        outside = outside[np.linspace(0, outside.shape[0] - 1, sample).astype(np.int64)]
+    if index.size > sample:
+        index = index[np.linspace(0, index.size - 1, sample).astype(np.int64)]
+    outside = dataset.images.reshape(-1, 3)[index]
     return float(np.abs(outside - np.median(outside, axis=0)).mean()) < tolerance
 
 
