@@ -208,6 +208,10 @@ def overrides(args, base) -> dict:
                 out[key] = merged(current, out[key])
             except (TypeError, ValueError) as e:
                 raise SystemExit(f"--set {key}: {e}") from None
+    try:  # the fields together, as the run will use them (NeusConfig checks its values)
+        replace(base, **out)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"--set: {e}") from None
     return out
 
 

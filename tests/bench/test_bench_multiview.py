@@ -42,6 +42,8 @@ def test_nested_configs_change_only_the_fields_given():
     ('appearance={"levels": 8}', "HashGridConfig has no field 'levels'"),
     ('background_field={"encoding": {"finest": 9}}', "HashGridConfig has no field 'finest'"),
     ('seed={"a": 1}', "takes a JSON value, not an object"),
+    ("early_max_s=-1", "early_max_s >= 0"),
+    ("march_step=5", "march_step"),
 ])
 def test_bad_overrides_exit_with_one_line(item, message):
     with pytest.raises(SystemExit, match=message):
