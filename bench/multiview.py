@@ -30,7 +30,8 @@ squared error they carry (``bg_err``), the last batch's samples per ray and ``s`
 first step at which the training batch's PSNR (mean of the last 5 reports) reached 26 dB.
 Method runs (``spot_scene``, ``spot_scene_masked``, ``dtu24``) add the whole job's reconstruct
 time (fit, extraction, held-out rendering), where the region came from, the background model,
-and for the synthetic scenes precision and recall at 1% of the diagonal.
+for the synthetic scenes precision and recall at 1% of the diagonal, and each held-out view's
+PSNR (``psnr_views``, in view order).
 
     python bench/multiview.py                 # balanced preset, all scenes
     python bench/multiview.py --quick         # a smoke run: few steps, small scenes
@@ -146,6 +147,7 @@ def run_method(name: str, args, ds, gt) -> dict:
     mean_color = train.images.reshape(-1, 3).mean(axis=0)
     row["psnr_mean"] = psnr(np.broadcast_to(mean_color, test.images.shape), test.images)
     row["psnr_blur1"] = blur_ceiling(test.images, 1.0)
+    row["psnr_views"] = "/".join(f"{v:.1f}" for v in views.get("psnr_test_views", []))
     if gt is not None:
         row.update(object_score(mesh, gt))
     if args.save:
@@ -281,7 +283,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [run_scene(s.strip(), args) for s in args.scenes.split(",") if s.strip()]
     cols = ["scene", "rays", "views", "size", "steps", "fit_s", "total_s", "cpu_s", "s_per_step", "load", "psnr",
-            "psnr_fg", "psnr_mean", "psnr_blur1", "bg_px", "bg_err", "spr", "inv_s", "step_26db", "region", "bg", "cd_diag", "f1", "precision", "recall"]
+            "psnr_fg", "psnr_mean", "psnr_blur1", "bg_px", "bg_err", "spr", "inv_s", "step_26db", "region", "bg", "cd_diag", "f1", "precision", "recall",
+            "psnr_views"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:

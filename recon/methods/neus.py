@@ -60,6 +60,7 @@ def held_out_views(model, views, ctx: MethodContext, sheet: dict | None = None) 
         if sheet is not None:
             sheet["image"] = views_image(test.images, rgb, normals, opacity)
         out["psnr_test"] = psnr(rgb, test.images)
+        out["psnr_test_views"] = [psnr(r, im) for r, im in zip(rgb, test.images)]
         behind = opacity < 0.5
         err = ((np.asarray(rgb, np.float64) - test.images) ** 2).sum(-1)
         out["background_pixels_test"] = float(behind.mean())

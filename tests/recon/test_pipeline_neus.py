@@ -78,6 +78,10 @@ def test_run_neus_writes_a_coloured_mesh_and_view_metrics(tmp_path, tiny_preset)
     views = metrics["views"]
     assert views["n_train"] == 8 and views["n_test"] == 2
     assert views["psnr_test"] > 24.0 and views["psnr_test_foreground"] > 20.0
+    # One PSNR a held-out view; their mean squared errors average to the whole set's.
+    per_view = np.asarray(views["psnr_test_views"])
+    assert per_view.shape == (2,) and (per_view > 20.0).all()
+    assert abs(-10 * np.log10(np.mean(10 ** (-per_view / 10))) - views["psnr_test"]) < 1e-6
     # Held-out views 0 and 5 show the sphere on the constant background: the foreground leaves
     # the pixels off the sphere's mask, and nearly none of the sphere's, to the background.
     masks = rendered.masks[[0, 5]]
