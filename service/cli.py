@@ -114,8 +114,11 @@ def _report(metrics: dict, mesh, out: Path, metrics_json: str | None, quiet: boo
         print("input points -> mesh: " + ", ".join(f"{k}={inp[k]:.4g}" for k in inp if k.startswith("distance_")))
     views = metrics.get("views", {})
     if "psnr_test" in views:
-        print(f"held-out views: PSNR {views['psnr_test']:.2f} dB over {views['n_test']} views "
-              f"(fitted on {views['n_train']})")
+        each = views.get("psnr_test_views") or []
+        spread = f"{min(each):.1f} to {max(each):.1f} dB, " if len(each) > 1 else ""
+        n = views["n_test"]
+        print(f"held-out views: PSNR {views['psnr_test']:.2f} dB over {n} view{'' if n == 1 else 's'} "
+              f"({spread}fitted on {views['n_train']})")
     gt = metrics.get("ground_truth")
     if gt:
         print("vs ground truth: " + ", ".join(f"{k}={v:.4g}" for k, v in gt.items()))

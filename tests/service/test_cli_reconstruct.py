@@ -90,3 +90,16 @@ def test_bad_bbox_exits_2_naming_it(tmp_path):
     p = surfrecon("reconstruct", str(tmp_path / "photos"), "-o", str(tmp_path / "o.ply"), "--method", "neus",
                   "--bbox", "0", "0", "0", "1")
     assert p.returncode == 2 and "--bbox" in p.stderr
+
+
+def test_summary_names_the_held_out_psnr_and_its_spread(tmp_path, capsys):
+    """A photo job's summary line gives the held-out PSNR with its worst and best view."""
+    from meshing.mesh import Mesh
+    from service.cli import _report
+
+    mesh = Mesh(np.zeros((3, 3)), np.array([[0, 1, 2]]))
+    views = {"psnr_test": 22.7, "n_test": 3, "n_train": 21, "psnr_test_views": [24.1, 21.1, 23.9]}
+    _report({"views": views, "timings_s": {"total": 1.0}}, mesh, tmp_path / "m.ply", None, quiet=False)
+    assert "PSNR 22.70 dB over 3 views (21.1 to 24.1 dB, fitted on 21)" in capsys.readouterr().out
+    _report({"views": {**views, "psnr_test_views": [22.7], "n_test": 1}}, mesh, tmp_path / "m.ply", None, quiet=False)
+    assert "PSNR 22.70 dB over 1 view (fitted on 21)" in capsys.readouterr().out
