@@ -130,3 +130,12 @@ def test_a_finished_photo_job_shows_its_views_under_the_3d_view(page, photo_zip,
     rendering = sheet[:, 64:128].astype(float)
     assert rendering.std() > 5.0  # a rendering, not an empty panel
     assert page.is_visible("#views-img")
+
+    # The metrics table has a section for the photos: the held-out PSNR and each view's, as in metrics.json.
+    url = next(a["url"] for a in job["artifacts"] if a["name"] == "metrics.json")
+    views = httpx.get(f"{web_server}{url}", timeout=30).json()["views"]
+    rows = dict(page.eval_on_selector_all(
+        "#metrics table.metrics tr", "trs => trs.map(tr => [tr.cells[0].textContent, tr.cells[1].textContent])"))
+    assert float(rows["Held-out photos: PSNR (dB, higher is better)"]) == pytest.approx(views["psnr_test"], rel=1e-3)
+    assert rows["Each held-out photo (dB)"] == f"{views['psnr_test_views'][0]:.1f}"
+    assert rows["Photos fitted"] == "5" and rows["Photos held out"] == "1"

@@ -32,10 +32,18 @@ const LABELS = {
   load: 'Reading',
   reconstruct: 'Reconstruction',
   metrics: 'Measuring',
+  n_train: 'Photos fitted',
+  n_test: 'Photos held out',
+  psnr_test: 'Held-out photos: PSNR (dB, higher is better)',
+  psnr_test_views: 'Each held-out photo (dB)',
+  psnr_test_foreground: 'Held-out photos inside the masks: PSNR (dB)',
+  background_pixels_test: 'Share of pixels drawn by the background',
+  background_error_share_test: 'Share of the error on those pixels',
+  background_model: 'Background',
 };
 
 const SECTIONS = { input: 'Mesh and fit to the input', ground_truth: 'Against the reference mesh',
-  timings_s: 'Time' };
+  timings_s: 'Time', views: 'Photos' };
 
 function value(v) {
   if (v === null || v === undefined) return '—';
@@ -77,6 +85,9 @@ export function renderMetrics(root, metrics) {
     const tbody = table.createTBody();
     for (const [k, v] of Object.entries(values)) {
       if (typeof v !== 'object' || v === null) row(tbody, k, v, name === 'timings_s');
+      else if (Array.isArray(v) && v.length && v.every((x) => typeof x === 'number')) {
+        row(tbody, k, v.map((x) => x.toFixed(1)).join(' / '));
+      }
     }
     root.append(table);
   }
