@@ -8,10 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from test_multiview import tiny_config
 
 from meshing.metrics import psnr
-from recon.encodings.hash_grid import HashGridConfig
-from recon.fields.hash_sdf import HashSDFConfig
 from recon.io.dataset import ViewSplit
 from recon.methods.neus import foreground_views
 from recon.multiview import NeusConfig, fit_neus, render_views, uses_background_field
@@ -40,11 +39,9 @@ def test_scene_renderer_has_no_masks_and_shows_the_ground(scene):
 
 
 def small_config() -> NeusConfig:
-    """80 steps of a model small enough for a test: 6 levels up to 64 cells, 2^14 rows, 512 rays a step."""
-    grid = HashGridConfig(n_levels=6, log2_hashmap_size=14, base_resolution=8, finest_resolution=64)
-    sdf = HashSDFConfig(encoding=grid, hidden_dim=32, n_hidden_layers=1, sphere_radius=0.3, start_levels=2,
-                        full_levels_at=0.4)
-    return NeusConfig(field=sdf, steps=80, rays_per_batch=512, march_step=2 / 96, grid_resolution=32)
+    """80 steps of the sphere tests' model (:func:`test_multiview.tiny_config`) with the default
+    learning rate of the sharpness."""
+    return replace(tiny_config(steps=80), lr_variance=NeusConfig.lr_variance)
 
 
 def test_unmasked_fit_does_not_fill_the_region(scene, one_thread):
