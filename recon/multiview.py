@@ -136,6 +136,9 @@ class NeusConfig:
 class NeusModel(nn.Module):
     """SDF + colour + sharpness + background + occupancy grid, all in the normalised frame."""
 
+    S_LIMIT = 1e6
+    """Upper bound of the sharpness ``s`` outside the early cap."""
+
     def __init__(self, config: NeusConfig, background: np.ndarray | None = None,
                  background_field: bool = False) -> None:
         super().__init__()
@@ -151,7 +154,7 @@ class NeusModel(nn.Module):
         self.background_logit = nn.Parameter(logit, requires_grad=config.background == "learned")
         self.grid = OccupancyGrid(config.grid_resolution)
         self.background_field = config.background_field.build() if background_field else None
-        self.max_s = 1e6
+        self.max_s = self.S_LIMIT
         """Upper bound of ``inv_s`` now (``early_max_s`` early in training, see :meth:`set_progress`)."""
 
     @property
@@ -223,7 +226,7 @@ class NeusModel(nn.Module):
         in the same proportion) and the early cap on the sharpness ``s``."""
         self.sdf.set_progress(fraction)
         cfg = self.config
-        self.max_s = cfg.early_max_s if cfg.early_max_s > 0 and fraction < cfg.early_until else 1e6
+        self.max_s = cfg.early_max_s if cfg.early_max_s > 0 and fraction < cfg.early_until else self.S_LIMIT
         if self.appearance is not None:
             n, share = self.appearance.n_levels, self.sdf.active_levels / self.sdf.encoding.n_levels
             self.appearance.set_active_levels(max(1, round(share * n)))
