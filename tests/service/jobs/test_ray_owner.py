@@ -31,21 +31,21 @@ t = threading.Thread(target=lambda: started.append(init_ray(settings)))
 t.start(); t.join()
 assert started == [True], started
 import ray
-print("gcs", ray.get_runtime_context().gcs_address, flush=True)
+print(f"gcs {ray.get_runtime_context().gcs_address}", flush=True)
 time.sleep(2)  # the starting thread is gone; the kernel acts on that at once
 
 @ray.remote
 def answer():
     return 42
 
-print("answer", ray.get(answer.remote(), timeout=30), flush=True)
+print(f"answer {ray.get(answer.remote(), timeout=30)}", flush=True)
 
 # Killed from outside after all: the dispatcher's liveness probe names what died.
 from service.jobs.executor import local_ray_dead
 assert local_ray_dead() == [], local_ray_dead()
 raylet = next(p for p in psutil.Process().children() if p.name() == "raylet")
 raylet.kill(); raylet.wait(10)
-print("dead", local_ray_dead(), flush=True)
+print(f"dead {local_ray_dead()}", flush=True)  # one write: Ray's log thread prints too
 os._exit(0)  # ray.shutdown() would wait on the dead raylet
 """
 
