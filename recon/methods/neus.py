@@ -30,7 +30,7 @@ def presets() -> dict[str, Preset]:
     # outside its first sphere (three seeds: DTU scan24 unmasked 22.4 / 21.7 / 21.5 -> 22.7 /
     # 22.2 / 22.4 dB at 1.2x the time; synthetic scene F@1% 0.907 / 0.918 / 0.908, each above the
     # goal of 0.9; README, "A wide density early"); 3000 steps instead of 2000 (README, "Longer
-    # fits"; DTU scan24 unmasked, three seeds: 22.3 / 22.1 / 21.8 -> 23.0 / 23.2 / 22.8 dB at 1.5x
+    # fits"; DTU scan24 unmasked, three seeds: 22.3 / 22.1 / 21.8 -> 23.0 / 23.2 / 22.8 dB at 1.45x
     # the time; synthetic scene F@1% 0.920 / 0.900 / 0.914).
     return {
         "fast": Preset(neus(500, 10, 256, 16, 1024, 2.0 / 128), resolution=128),
