@@ -223,8 +223,10 @@ class NeusModel(nn.Module):
 
     def set_progress(self, fraction: float) -> None:
         """Training progress in [0, 1]: the SDF's coarse-to-fine levels (and the appearance grid's,
-        in the same proportion) and the early cap on the sharpness ``s``."""
+        in the same proportion), the background field's and the early cap on the sharpness ``s``."""
         self.sdf.set_progress(fraction)
+        if self.background_field is not None:
+            self.background_field.set_progress(fraction)
         cfg = self.config
         self.max_s = cfg.early_max_s if cfg.early_max_s > 0 and fraction < cfg.early_until else self.S_LIMIT
         if self.appearance is not None:

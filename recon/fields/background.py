@@ -44,6 +44,13 @@ class BackgroundConfig:
     """Samples per ray beyond the foreground sphere, evenly spaced in inverse distance."""
     density_bias: float = -1.0
     """Added to the raw density before the softplus: the field starts nearly empty."""
+    start_levels: int = 0
+    """Hash levels active at the start of training, coarsest first; the others are switched on
+    one by one, evenly, until ``full_levels_at`` of training (0: all from the start). A coarse
+    background early cannot paint the fine parts of the object (DTU's roofs) view by view
+    before the foreground has grown to them."""
+    full_levels_at: float = 0.6
+    """Fraction of training by which every level is active (with ``start_levels``)."""
 
     def build(self) -> BackgroundField:
         return BackgroundField(self)
@@ -64,6 +71,15 @@ class BackgroundField(nn.Module):
         self.encoding = config.encoding.build()
         self.mlp = nn.Sequential(nn.Linear(self.encoding.out_dim, config.hidden_dim), nn.ReLU(),
                                  nn.Linear(config.hidden_dim, 4))
+
+    def set_progress(self, fraction: float) -> None:
+        """Training progress in [0, 1]: the active hash levels (see ``start_levels``)."""
+        cfg, n = self.config, self.encoding.n_levels
+        if cfg.start_levels <= 0 or cfg.full_levels_at <= 0:
+            self.encoding.set_active_levels(n)
+            return
+        start = min(cfg.start_levels, n)
+        self.encoding.set_active_levels(int(start + (n - start) * min(1.0, max(0.0, fraction) / cfg.full_levels_at)))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.mlp(self.encoding(contract(x) * 0.5))

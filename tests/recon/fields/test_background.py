@@ -78,3 +78,22 @@ def test_far_color_replaces_the_last_sample():
     constant_background(field, [0.2, 0.5, 0.7], density=50.0)  # opaque fog: infinity hidden
     np.testing.assert_allclose(render_background(field, o, d, t0, far_color=far).detach().numpy(),
                                [[0.2, 0.5, 0.7]] * 2, atol=2e-3)
+
+
+def test_background_levels_switch_on_coarse_to_fine():
+    field = BackgroundConfig(start_levels=2, full_levels_at=0.6).build()  # 8 levels by default
+    active = []
+    for fraction in (0.0, 0.15, 0.3, 0.59, 0.6, 1.0):
+        field.set_progress(fraction)
+        active.append(field.encoding.n_active_levels)
+    assert active == [2, 3, 5, 7, 8, 8]
+    x = torch.rand(64, 3) * 4 - 2
+    field.set_progress(0.0)
+    coarse = field.encoding(contract(x) * 0.5)
+    assert (coarse[:, 4:] == 0).all()  # the levels not yet on give nothing
+    everything = BackgroundConfig().build()  # start_levels 0: every level from the start
+    everything.set_progress(0.0)
+    assert everything.encoding.n_active_levels == 8
+    model = NeusModel(NeusConfig(background_field=BackgroundConfig(start_levels=2)), background_field=True)
+    model.set_progress(0.1)  # the model passes its progress on to the field
+    assert model.background_field.encoding.n_active_levels == 3
