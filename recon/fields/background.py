@@ -52,6 +52,11 @@ class BackgroundConfig:
     full_levels_at: float = 0.6
     """Fraction of training by which every level is active (with ``start_levels``)."""
 
+    def __post_init__(self) -> None:
+        if self.start_levels < 0 or not 0.0 <= self.full_levels_at <= 1.0:
+            raise ValueError(f"expected start_levels >= 0 and 0 <= full_levels_at <= 1, got {self.start_levels} "
+                             f"and {self.full_levels_at}")
+
     def build(self) -> BackgroundField:
         return BackgroundField(self)
 

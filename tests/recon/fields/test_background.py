@@ -4,6 +4,7 @@ behind the foreground (analytic: an opaque foreground hides it, an empty one sho
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from recon.fields.background import (
@@ -97,3 +98,7 @@ def test_background_levels_switch_on_coarse_to_fine():
     model = NeusModel(NeusConfig(background_field=BackgroundConfig(start_levels=2)), background_field=True)
     model.set_progress(0.1)  # the model passes its progress on to the field
     assert model.background_field.encoding.n_active_levels == 3
+    with pytest.raises(ValueError, match="start_levels"):
+        BackgroundConfig(start_levels=-1)
+    with pytest.raises(ValueError, match="full_levels_at"):
+        BackgroundConfig(start_levels=2, full_levels_at=1.5)
