@@ -132,6 +132,14 @@ def eikonal_l2_term(grad: Tensor) -> Tensor:
     return ((grad.norm(dim=-1) - 1.0) ** 2).mean()
 
 
+def normal_smoothness_term(grad_a: Tensor, grad_b: Tensor) -> Tensor:
+    """Mean squared difference of the unit normals at paired points (a point and a neighbour):
+    small where the surface is locally flat, so bumps that only copy texture cost."""
+    na = grad_a / grad_a.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    nb = grad_b / grad_b.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    return ((na - nb) ** 2).sum(-1).mean()
+
+
 def mask_bce_term(opacity: Tensor, mask: Tensor, eps: float = 1e-3) -> Tensor:
     """Binary cross-entropy of a ray's accumulated opacity against the mask value of its pixel.
 

@@ -9,11 +9,12 @@ Per step: a batch of random pixels across all training views is turned into rays
 the unit sphere and marched at a fixed step; only samples inside occupied cells of the grid are
 evaluated (one fused pass gives SDF, gradient and feature). NeuS opacities are composited front
 to back; the loss is L1 on colour, the eikonal term on the ray samples and a few uniform points,
-and, when masks exist, binary cross-entropy of the accumulated opacity against the mask. Hash
-levels are switched on coarse to fine, the learning rate warms up then decays (cosine), Adam is
-fused, and the grid is re-marked every few steps from ``|f|`` against a band that narrows as
-``s`` grows. The mesh is the zero level set (marching cubes inside the unit sphere), coloured
-by the colour network looking along the negative normal.
+and, when masks exist, binary cross-entropy of the accumulated opacity against the mask (a
+normal-smoothness term is a setting, off in every preset). Hash levels are switched on coarse
+to fine, the learning rate warms up then decays (cosine), Adam is fused, and the grid is
+re-marked every few steps from ``|f|`` against a band that narrows as ``s`` grows. The mesh is
+the zero level set (marching cubes inside the unit sphere), coloured by the colour network
+looking along the negative normal.
 """
 
 from __future__ import annotations
@@ -98,6 +99,13 @@ class NeusConfig:
     """Fraction of training over which NeuS's cosine annealing reaches the true slope."""
     w_eikonal: float = 0.1
     """Weight of the eikonal term."""
+    w_smooth: float = 0.0
+    """Weight of the normal-smoothness term: the unit normals at the ``smooth_points`` ray samples
+    of highest weight against those a random ``smooth_radius`` away (0: off)."""
+    smooth_points: int = 512
+    """Samples per step of the normal-smoothness term."""
+    smooth_radius: float = 0.01
+    """Distance (normalised frame) to the neighbour of each sample of the normal-smoothness term."""
     eikonal_uniform: int = 256
     """Uniform points in the unit sphere per step for the eikonal term (besides ray samples)."""
     w_mask: float = 0.1
@@ -111,6 +119,11 @@ class NeusConfig:
     views have masks and what the masks leave out is one colour (:func:`uniform_background`)."""
     background_field: BackgroundConfig = dc_field(default_factory=BackgroundConfig)
     """The background field, when used."""
+    ball_growth: float = 1.0
+    """With the background field and the region from the views' overlap: the foreground ball's
+    radius grows by this factor towards the cameras, its point farthest from them kept
+    (:func:`recon.region.grown_toward_cameras`), and the first sphere of the SDF keeps its size
+    (1: the overlap's ball)."""
     random_background: bool = False
     """Training only, with the background field: a random colour per ray at infinity (the last
     background sample) instead of the field's."""
@@ -129,6 +142,11 @@ class NeusConfig:
         if self.early_max_s < 0 or not 0 <= self.early_until <= 1:
             raise ValueError(f"expected early_max_s >= 0 and 0 <= early_until <= 1, got {self.early_max_s} "
                              f"and {self.early_until}")
+        if self.w_smooth < 0 or self.smooth_points < 1 or self.smooth_radius <= 0:
+            raise ValueError(f"expected w_smooth >= 0, smooth_points >= 1 and smooth_radius > 0, got {self.w_smooth}, "
+                             f"{self.smooth_points} and {self.smooth_radius}")
+        if self.ball_growth < 1.0:
+            raise ValueError(f"expected ball_growth >= 1, got {self.ball_growth}")
         if not 0 < self.march_step < 1:
             raise ValueError(f"expected 0 < march_step < 1, got {self.march_step}")
 
@@ -218,8 +236,11 @@ class NeusModel(nn.Module):
         else:
             behind = self.background.expand(n, 3)
         rgb = rgb + (1.0 - opacity)[:, None] * behind
-        return {"rgb": rgb, "opacity": opacity, "depth": depth, "grad": grad, "n_samples": m, "background": behind,
-                "normal": normal}
+        out = {"rgb": rgb, "opacity": opacity, "depth": depth, "grad": grad, "n_samples": m, "background": behind,
+               "normal": normal}
+        if train and m > 0:
+            out["points"], out["point_weights"] = pos, w.detach()
+        return out
 
     def set_progress(self, fraction: float) -> None:
         """Training progress in [0, 1]: the SDF's coarse-to-fine levels (and the appearance grid's,
@@ -357,6 +378,13 @@ class NeusFitter(Fitter):
         if grads.shape[0] > 0:
             terms["eikonal"] = losses.eikonal_l2_term(grads)
             weights["eikonal"] = cfg.w_eikonal
+        if cfg.w_smooth > 0 and "points" in out:
+            k = min(cfg.smooth_points, out["points"].shape[0])
+            top = out["point_weights"].topk(k).indices
+            shift = torch.randn(k, 3, generator=gen).to(device) * cfg.smooth_radius
+            _, g_near, _ = model.geometry(out["points"][top].detach() + shift, create_graph=True)
+            terms["smooth"] = losses.normal_smoothness_term(out["grad"][top], g_near)
+            weights["smooth"] = cfg.w_smooth
         if self.masks is not None:
             terms["mask"] = losses.mask_bce_term(out["opacity"], self.masks[idx])
             weights["mask"] = cfg.w_mask

@@ -4,6 +4,8 @@ See :mod:`recon.multiview`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from recon.methods.base import Method, MethodContext, Preset, Reconstruction, register_method
 
 
@@ -79,19 +81,23 @@ def foreground_views(views, region, cfg):
 
     With a background field (no masks), the foreground sphere is the region's (the ball the
     views overlap in, or the box's bounding sphere): a tight foreground leaves the rest of the
-    scene to the background. It never grows beyond the unit sphere unless the user's box asks.
+    scene to the background. It never grows beyond the unit sphere unless the user's box asks,
+    or ``ball_growth`` (off in every preset) grows the overlap's ball towards the cameras.
     Otherwise the views are kept as they are.
     """
     import numpy as np
 
     from recon.io.dataset import ViewSplit, renormalized
     from recon.multiview import uses_background_field
+    from recon.region import grown_toward_cameras
 
     center, radius = np.zeros(3), 1.0
     if uses_background_field(cfg, views.train):
         c, r = region.sphere()
         if region.source == "bbox" or (r < 1.0 and np.linalg.norm(c) + r <= 1.0 + 1e-6):
             center, radius = c, r
+            if region.source == "cameras" and cfg.ball_growth > 1.0:
+                center, radius = grown_toward_cameras(c, r, views.train.c2w[:, :3, 3], cfg.ball_growth)
     if radius == 1.0 and not center.any():
         return views, center, radius
     test = None if views.test is None else renormalized(views.test, center, radius)
@@ -109,6 +115,9 @@ def reconstruct(views, ctx: MethodContext) -> Reconstruction:
     cfg = ctx.fit_config()
     region = find_region(views.train, bbox=ctx.bbox)
     fg_views, center, radius = foreground_views(views, region, cfg)
+    r0 = region.sphere()[1]
+    if region.source == "cameras" and radius > r0 * (1 + 1e-9):  # grown: the first sphere keeps its size
+        cfg = replace(cfg, field=replace(cfg.field, sphere_radius=cfg.field.sphere_radius * r0 / radius))
     with ctx.timed("fit"):
         model = fit_neus(fg_views.train, cfg, device=ctx.device, progress=ctx.progress,
                          cancel=ctx.cancel, checkpoint_path=ctx.checkpoint_path)

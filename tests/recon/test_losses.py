@@ -180,3 +180,13 @@ def test_color_and_mask_terms():
     # clamped to -ln(eps) instead of infinity.
     assert losses.mask_bce_term(torch.tensor([0.5, 0.5]), torch.tensor([0.0, 1.0])).item() == pytest.approx(math.log(2))
     assert losses.mask_bce_term(torch.tensor([1.0]), torch.tensor([0.0])).item() == pytest.approx(-math.log(1e-3), rel=1e-4)
+
+
+def test_normal_smoothness_term():
+    a = torch.tensor([[0.0, 0.0, 2.0], [1.0, 0.0, 0.0]])
+    # Parallel normals cost nothing whatever the gradients' lengths; opposite ones cost |2n|^2 = 4;
+    # perpendicular ones |n1 - n2|^2 = 2.
+    assert losses.normal_smoothness_term(a, 0.5 * a).item() == pytest.approx(0.0, abs=1e-12)
+    assert losses.normal_smoothness_term(a, -a).item() == pytest.approx(4.0)
+    b = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert losses.normal_smoothness_term(a, b).item() == pytest.approx(2.0)

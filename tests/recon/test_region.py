@@ -11,6 +11,7 @@ from recon.region import (
     Region,
     crop_mesh,
     find_region,
+    grown_toward_cameras,
     keep_main_components,
     region_from_bbox,
     region_from_cameras,
@@ -110,3 +111,43 @@ def test_the_views_overlap_narrows_a_loose_declared_sphere(shared_data, tmp_path
     c, r = region.sphere()
     assert region.source == "cameras" and 0.5 < r < 0.75 and np.linalg.norm(c) < 0.05, (c, r)
     assert (region.hi - region.lo < 1.6).all()  # extraction stays near the houses
+
+
+def test_a_ball_grown_towards_the_cameras_keeps_its_far_side():
+    c = np.array([0.1, 0.0, 0.0])
+    above = c + np.array([[0.0, 0.0, 3.0], [0.3, 0.0, 3.0], [-0.3, 0.0, 3.0]])
+    center, radius = grown_toward_cameras(c, 0.4, above, 1.5)
+    pull = (above - c) / np.linalg.norm(above - c, axis=1, keepdims=True)
+    unit = pull.mean(0) / np.linalg.norm(pull.mean(0))
+    assert radius == pytest.approx(0.6)
+    np.testing.assert_allclose(center, c + 0.2 * unit)
+    # The point farthest from the cameras stays; the near side reaches 0.4 further towards them.
+    np.testing.assert_allclose(center - radius * unit, c - 0.4 * unit, atol=1e-12)
+    # Cameras all around (a full ring in the ball's plane): nothing to grow towards.
+    a = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    ring = c + 3.0 * np.stack([np.cos(a), np.sin(a), np.zeros(12)], 1)
+    center, radius = grown_toward_cameras(c, 0.4, ring, 1.5)
+    np.testing.assert_allclose(center, c)
+    assert radius == 0.4
+    assert grown_toward_cameras(c, 0.4, above, 1.0)[1] == 0.4
+
+
+def test_foreground_sphere_grows_towards_one_sided_cameras():
+    from dataclasses import replace
+
+    from recon.io.dataset import ViewSplit
+    from recon.methods.neus import foreground_views
+    from recon.multiview import NeusConfig
+
+    ds = views(fov=25.0)  # a ring 30 degrees up: the mean direction to the cameras points up, length 0.5
+    region = find_region(ds)
+    c, r = region.sphere()
+    assert region.source == "cameras" and np.linalg.norm(c) + r < 1.0
+    _, center, radius = foreground_views(ViewSplit(ds, None), region, NeusConfig())
+    np.testing.assert_allclose(center, c)
+    assert radius == r
+    _, center, radius = foreground_views(ViewSplit(ds, None), region, replace(NeusConfig(), ball_growth=1.5))
+    assert radius == pytest.approx(1.5 * r)
+    assert center[2] - c[2] == pytest.approx(0.5 * r, rel=0.05)  # moved up, to the cameras
+    with pytest.raises(ValueError, match="ball_growth"):
+        NeusConfig(ball_growth=0.5)
