@@ -203,7 +203,8 @@ class NeusModel(nn.Module):
         visible surface, weights not renormalised), ``grad`` (m, 3) at the m evaluated samples,
         ``n_samples``, ``background`` (n, 3) (the colour behind the foreground) and, unless
         ``train``, ``normal`` (n, 3) (weighted unit normals; zero where nothing is hit). With
-        ``train`` the outputs keep the graph for the eikonal term.
+        ``train`` the outputs keep the graph for the eikonal term, and ``points`` (m, 3) and
+        ``point_weights`` (m,) (detached) give the evaluated samples and their weights.
         """
         n = origins.shape[0]
         near, far, hit = ray_sphere_bounds(origins, dirs)

@@ -116,8 +116,9 @@ def reconstruct(views, ctx: MethodContext) -> Reconstruction:
     region = find_region(views.train, bbox=ctx.bbox)
     fg_views, center, radius = foreground_views(views, region, cfg)
     r0 = region.sphere()[1]
-    if region.source == "cameras" and radius > r0 * (1 + 1e-9):  # grown: the first sphere keeps its size
-        cfg = replace(cfg, field=replace(cfg.field, sphere_radius=cfg.field.sphere_radius * r0 / radius))
+    if cfg.ball_growth > 1.0 and region.source == "cameras" and abs(radius - cfg.ball_growth * r0) < 1e-9:
+        # The overlap's ball was grown towards the cameras: the SDF's first sphere keeps its size.
+        cfg = replace(cfg, field=replace(cfg.field, sphere_radius=cfg.field.sphere_radius / cfg.ball_growth))
     with ctx.timed("fit"):
         model = fit_neus(fg_views.train, cfg, device=ctx.device, progress=ctx.progress,
                          cancel=ctx.cancel, checkpoint_path=ctx.checkpoint_path)

@@ -151,3 +151,32 @@ def test_foreground_sphere_grows_towards_one_sided_cameras():
     assert center[2] - c[2] == pytest.approx(0.5 * r, rel=0.05)  # moved up, to the cameras
     with pytest.raises(ValueError, match="ball_growth"):
         NeusConfig(ball_growth=0.5)
+
+
+@pytest.mark.parametrize("growth", [1.0, 1.5])
+def test_the_sdf_first_sphere_keeps_its_size_in_a_grown_ball(monkeypatch, growth):
+    from dataclasses import replace
+
+    import recon.multiview
+    from recon.io.dataset import ViewSplit
+    from recon.methods import MethodContext, get_method
+
+    class Fitted(Exception):
+        pass
+
+    def fake_fit(train, cfg, **kw):
+        raise Fitted(cfg)
+
+    monkeypatch.setattr(recon.multiview, "fit_neus", fake_fit)
+    method = get_method("neus")
+    preset = method.presets["fast"]
+    preset = replace(preset, fit=replace(preset.fit, ball_growth=growth))
+    ctx = MethodContext(preset_name="fast", preset=preset, seed=0, resolution=None, extractor="marching_cubes",
+                        max_fit_points=None, device=torch.device("cpu"), progress=lambda ev: None, cancel=None,
+                        checkpoint_path=None)
+    ds = views(fov=25.0)
+    with pytest.raises(Fitted) as fitted:
+        method.reconstruct(ViewSplit(ds, None), ctx)
+    # In the frame of the foreground ball, the first sphere is 1 / growth of the preset's: the
+    # same size in the scene.
+    assert fitted.value.args[0].field.sphere_radius == pytest.approx(preset.fit.field.sphere_radius / growth)
