@@ -135,8 +135,8 @@ def eikonal_l2_term(grad: Tensor) -> Tensor:
 def normal_smoothness_term(grad_a: Tensor, grad_b: Tensor) -> Tensor:
     """Mean squared difference of the unit normals at paired points (a point and a neighbour):
     small where the surface is locally flat, so bumps that only copy texture cost."""
-    na = grad_a / grad_a.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    nb = grad_b / grad_b.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    na = torch.nn.functional.normalize(grad_a, dim=-1, eps=1e-6)
+    nb = torch.nn.functional.normalize(grad_b, dim=-1, eps=1e-6)
     return ((na - nb) ** 2).sum(-1).mean()
 
 

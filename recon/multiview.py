@@ -27,6 +27,7 @@ from dataclasses import field as dc_field
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.functional import normalize
 
 from meshing.marching_cubes import extract_sdf
 from meshing.mesh import Mesh
@@ -190,7 +191,7 @@ class NeusModel(nn.Module):
 
     def radiance(self, x: Tensor, feature: Tensor, grad: Tensor, view_dir: Tensor) -> Tensor:
         """Colour at points ``x`` with the SDF network's ``feature`` and gradient, seen along ``view_dir``."""
-        normal = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        normal = normalize(grad, dim=-1, eps=1e-6)
         if self.appearance is not None:
             feature = torch.cat([feature, self.appearance(x)], dim=-1)
         return self.color(feature, normal, view_dir)
@@ -227,7 +228,7 @@ class NeusModel(nn.Module):
             rgb = rgb.index_add(0, ray_of, w[:, None] * color)
             depth = depth.index_add(0, ray_of, w * t[keep])
             if not train:  # the rendered normal map (unit normals, opacity-weighted), for people
-                unit = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+                unit = normalize(grad, dim=-1, eps=1e-6)
                 normal = normal.index_add(0, ray_of, w[:, None] * unit)
         if self.background_field is not None:
             # Behind the sphere for rays through it, from the closest approach on for the others.
@@ -474,7 +475,7 @@ def vertex_colors(model: NeusModel, vertices: np.ndarray, chunk: int = 1 << 16) 
     with torch.no_grad():
         for v in torch.as_tensor(vertices, dtype=torch.float32, device=device).split(chunk):
             _, grad, feat = model.geometry(v, create_graph=False)
-            normal = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+            normal = normalize(grad, dim=-1, eps=1e-6)
             out.append(model.radiance(v, feat, grad, -normal).cpu())
     rgb = torch.cat(out).numpy() if out else np.zeros((0, 3), np.float32)
     return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
