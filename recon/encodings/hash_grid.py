@@ -215,14 +215,15 @@ class _CppEncode(torch.autograd.Function):
 
 
 class _CppEncodeWithJacobian(torch.autograd.Function):
-    """(enc, jac) = kernel(x, table). Loss gradients on jac reach the table but not x."""
+    """(enc, jac) = kernel(x, table), jac axis-major (n, 3, L*F). Loss gradients on jac reach the
+    table but not x."""
 
     @staticmethod
     def forward(ctx, x: Tensor, table: Tensor, layout: LevelLayout, n_active: int):
         enc, jac = _ext.load(strict=True).forward(x, table, *_layout_args(layout), n_active, True)
         ctx.save_for_backward(x, table)
         ctx.layout, ctx.n_active = layout, n_active
-        # Unused outputs then arrive as None instead of a materialised (n, L*F, 3) zero tensor.
+        # Unused outputs then arrive as None instead of a materialised (n, 3, L*F) zero tensor.
         ctx.set_materialize_grads(False)
         return enc, jac
 
@@ -311,12 +312,16 @@ class HashGrid(Encoding):
     def forward_with_jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(..., 3) -> ((..., out_dim), (..., out_dim, 3)), jac = d enc / d x.
 
+        With the C++ backend ``jac`` is a transposed view of an axis-major (n, 3, out_dim)
+        tensor, so that ``jac.transpose(-1, -2)`` is contiguous for contractions over the features.
+
         With the C++ backend, a loss on ``jac`` back-propagates into ``table`` only: the second
         derivative d jac / d x is not implemented (it is piecewise linear and rarely useful).
         """
         lead, xf = x.shape[:-1], self._prepare(x)
         if self._use_cpp(xf):
-            enc, jac = _CppEncodeWithJacobian.apply(xf, self.table, self.layout, self._n_active)
+            enc, jac_t = _CppEncodeWithJacobian.apply(xf, self.table, self.layout, self._n_active)
+            jac = jac_t.transpose(1, 2)  # a view: jac.transpose(-1, -2) is contiguous again
         else:
             enc, jac = encode_torch(xf, self.table, self.layout, self._n_active, with_jac=True)
         return enc.reshape(*lead, self.out_dim), jac.reshape(*lead, self.out_dim, 3)

@@ -106,8 +106,15 @@ class HashSDF(DistanceField):
                                           ) -> tuple[Tensor, Tensor, Tensor]:
         """(n, 3) -> value (n,), its gradient (n, 3) and the last hidden layer (n, hidden_dim), from
         one pass through the encoding (its analytic Jacobian, not a second autograd pass)."""
+        x_in = x.detach()
+        if type(self)._head is HashSDF._head:
+            # A linear head on softplus layers: the input gradient in closed form,
+            # w^T diag(sigmoid(beta z_L)) W_L ... diag(sigmoid(beta z_1)) W_1, which autograd then
+            # differentiates once for the eikonal term (a nested autograd.grad costs ~1.25x this).
+            with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+                return self._closed_form(x_in, create_graph)
         enc, jac = self.encoding.forward_with_jacobian(x)
-        x_in = x.detach().requires_grad_(True)
+        x_in.requires_grad_(True)
         if not enc.requires_grad:
             enc = enc.detach().requires_grad_(True)
         with torch.enable_grad():
@@ -115,9 +122,29 @@ class HashSDF(DistanceField):
             feature = self._hidden(h)
             sdf = self._head(feature)
             (g_h,) = torch.autograd.grad(sdf.sum(), h, create_graph=create_graph)
-        # Chain rule through the encoding: df/dx = df/dx_direct + J_enc^T df/denc. (A broadcast
-        # multiply-and-sum: einsum lowers this to n tiny batched matmuls, ~50x slower on CPU.)
-        grad = g_h[:, :3] + (g_h[:, 3:, None] * jac).sum(dim=1)
+        return self._chain(sdf, g_h, jac, feature, create_graph)
+
+    def _closed_form(self, x: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
+        enc, jac = self.encoding.forward_with_jacobian(x)
+        beta = self.config.softplus_beta
+        feature, pre = torch.cat([x, enc], dim=-1), []
+        for layer in self.layers[:-1]:
+            pre.append(layer(feature))
+            feature = torch.nn.functional.softplus(pre[-1], beta=beta)
+        sdf = self._head(feature)
+        g_h = self.layers[-1].weight.expand(x.shape[0], -1)
+        for layer, z in zip(reversed(self.layers[:-1]), reversed(pre), strict=True):
+            g_h = (g_h * torch.sigmoid(beta * z)) @ layer.weight
+        return self._chain(sdf, g_h, jac, feature, create_graph)
+
+    @staticmethod
+    def _chain(sdf: Tensor, g_h: Tensor, jac: Tensor, feature: Tensor, create_graph: bool
+               ) -> tuple[Tensor, Tensor, Tensor]:
+        # Chain rule through the encoding: df/dx = df/dx_direct + J_enc^T df/denc, contracted over
+        # the encoding's axis on the kernel's axis-major Jacobian, whose rows are then contiguous
+        # (2.3x faster forward and backward than over the (n, L*F, 3) layout; einsum lowers this
+        # to n tiny batched matmuls, ~50x slower on CPU).
+        grad = g_h[:, :3] + (g_h[:, None, 3:] * jac.transpose(1, 2)).sum(dim=-1)
         if not create_graph:
             sdf, grad, feature = sdf.detach(), grad.detach(), feature.detach()
         return sdf, grad, feature

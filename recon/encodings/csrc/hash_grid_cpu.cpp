@@ -4,7 +4,9 @@
 //   x      (n, 3)        points in [-1, 1]^3, mapped to u = clamp((x + 1) / 2, 0, 1)
 //   table  (E, F)        all levels' feature rows; level l owns [offset[l], offset[l] + size[l])
 //   enc    (n, L * F)    per-level trilinearly interpolated features, concatenated by level
-//   jac    (n, L * F, 3) d enc / d x, per unit of x (includes the 1/2 of the [-1,1] -> [0,1] map)
+//   jac    (n, 3, L * F) d enc / d x, per unit of x (includes the 1/2 of the [-1,1] -> [0,1] map),
+//          axis-major per point, so that contracting it with a (n, L * F) gradient reads
+//          contiguous rows (the Python side returns the (n, L * F, 3) transposed view)
 // A level is hashed when size[l] < (res[l] + 1)^3; its size is then a power of two.
 //
 // Second derivatives (d jac / d x) are deliberately not provided: callers use finite
@@ -150,8 +152,8 @@ inline void thread_range(int64_t n, int64_t& begin, int64_t& end) {
 // Work is level-major: each thread takes a contiguous share of the points and walks them one level
 // at a time, so one level's table (<= 2^19 rows * F floats, a few MB) is reused from L2/L3 instead
 // of all levels' tables (tens of MB) evicting each other when a point walks every level.
-// Outputs are written in place, F (and 3F) values per row and level; staging them in a
-// level-major scratch buffer and transposing measured no faster.
+// Outputs are written in place, F values per row and level (and per axis for jac); staging them
+// in a level-major scratch buffer and transposing measured no faster.
 template <typename scalar_t, int FT, bool kJac>
 void forward_impl(const scalar_t* x, const scalar_t* table, scalar_t* enc, scalar_t* jac,
                   int64_t n, const std::vector<Level>& levels, int64_t n_active, int f_dyn) {
@@ -167,11 +169,14 @@ void forward_impl(const scalar_t* x, const scalar_t* table, scalar_t* enc, scala
       for_each_cell<false>(x, lv, table, F, begin, end, [&](int64_t i, const Cell<scalar_t>& c) {
         scalar_t* e = enc + i * LF + l * F;
         if (kJac) {
-          scalar_t v[8];
-          scalar_t* j = jac + (i * LF + l * F) * 3;
+          scalar_t v[8], d[3];
+          scalar_t* j = jac + i * 3 * LF + l * F;  // axis a of feature f at j[a * LF + f]
           for (int f = 0; f < F; ++f) {
             for (int k = 0; k < 8; ++k) v[k] = table[c.row[k] * F + f];
-            e[f] = trilerp<scalar_t, true>(v, c, j + 3 * f);
+            e[f] = trilerp<scalar_t, true>(v, c, d);
+            j[f] = d[0];
+            j[LF + f] = d[1];
+            j[2 * LF + f] = d[2];
           }
         } else {
           // Without derivatives, 8 shared corner weights beat a lerp tree per feature.
@@ -191,14 +196,14 @@ void forward_impl(const scalar_t* x, const scalar_t* table, scalar_t* enc, scala
       for (int64_t i = begin; i < end; ++i) {
         std::memset(enc + i * LF + n_active * F, 0, sizeof(scalar_t) * (L - n_active) * F);
         if (kJac)
-          std::memset(jac + (i * LF + n_active * F) * 3, 0,
-                      sizeof(scalar_t) * (L - n_active) * F * 3);
+          for (int a = 0; a < 3; ++a)
+            std::memset(jac + (i * 3 + a) * LF + n_active * F, 0, sizeof(scalar_t) * (L - n_active) * F);
       }
     }
   }
 }
 
-// grad_table from output gradients g_enc (n, L*F) and g_jac (n, L*F, 3), either may be null.
+// grad_table from output gradients g_enc (n, L*F) and g_jac (n, 3, L*F), either may be null.
 // Each level pass reads its F (3F) values from every point's row in place: a constant-stride
 // stream the hardware prefetcher follows (measured faster than transposing the gradients to a
 // level-major buffer first, which costs an extra pass and buffer).
@@ -221,7 +226,7 @@ void backward_table_impl(const scalar_t* x, const scalar_t* g_enc, const scalar_
     std::memset(g_table + lv.offset * F, 0, sizeof(scalar_t) * lv.size * F);
     if (l >= n_active) continue;
     const scalar_t* ge_l = g_enc ? g_enc + l * F : nullptr;
-    const scalar_t* gj_l = kGradJac ? g_jac + l * F * 3 : nullptr;
+    const scalar_t* gj_l = kGradJac ? g_jac + l * F : nullptr;
     for_each_cell<true>(x, lv, g_table, F, 0, n, [&](int64_t i, const Cell<scalar_t>& c) {
       const scalar_t A[2] = {scalar_t(1) - c.f[0], c.f[0]};
       const scalar_t B[2] = {scalar_t(1) - c.f[1], c.f[1]};
@@ -232,8 +237,8 @@ void backward_table_impl(const scalar_t* x, const scalar_t* g_enc, const scalar_
         const scalar_t ge = ge_l ? ge_l[i * LF + f] : scalar_t(0);
         scalar_t val[8];
         if (kGradJac) {
-          const scalar_t* gj = gj_l + (i * LF + f) * 3;
-          const scalar_t gx = gj[0] * c.s[0], gy = gj[1] * c.s[1], gz = gj[2] * c.s[2];
+          const scalar_t* gj = gj_l + i * 3 * LF + f;
+          const scalar_t gx = gj[0] * c.s[0], gy = gj[LF] * c.s[1], gz = gj[2 * LF] * c.s[2];
           const scalar_t u[2] = {ge * A[0] - gx, ge * A[1] + gx};
           scalar_t Q[4];
           for (int bc = 0; bc < 4; ++bc) {
@@ -353,7 +358,7 @@ std::vector<torch::Tensor> hashgrid_forward(torch::Tensor x, torch::Tensor table
   n_active = std::max<int64_t>(0, std::min(n_active, L));
   const auto opt = table.options();
   auto enc = big_empty({n, L * F}, opt);
-  auto jac = with_jac ? big_empty({n, L * F, 3}, opt) : torch::empty({0}, opt);
+  auto jac = with_jac ? big_empty({n, 3, L * F}, opt) : torch::empty({0}, opt);
   AT_DISPATCH_FLOATING_TYPES(table.scalar_type(), "hashgrid_forward", [&] {
     dispatch_features(F, [&](auto fc) {
       constexpr int FT = decltype(fc)::value;
@@ -370,7 +375,7 @@ std::vector<torch::Tensor> hashgrid_forward(torch::Tensor x, torch::Tensor table
   return {enc, jac};
 }
 
-// grad_enc (n, L*F) / grad_jac (n, L*F, 3) may be empty (numel 0): no gradient reaches that output.
+// grad_enc (n, L*F) / grad_jac (n, 3, L*F) may be empty (numel 0): no gradient reaches that output.
 std::vector<torch::Tensor> hashgrid_backward(torch::Tensor x, torch::Tensor table,
                                              torch::Tensor grad_enc, torch::Tensor grad_jac,
                                              std::vector<int64_t> res,
@@ -416,7 +421,7 @@ std::vector<torch::Tensor> hashgrid_backward(torch::Tensor x, torch::Tensor tabl
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "surfrecon multi-resolution hash-grid encoding, CPU kernels";
-  m.def("forward", &hashgrid_forward, "enc (n, L*F) and, if with_jac, jac (n, L*F, 3)",
+  m.def("forward", &hashgrid_forward, "enc (n, L*F) and, if with_jac, jac (n, 3, L*F)",
         py::arg("x"), py::arg("table"), py::arg("res"), py::arg("offsets"), py::arg("sizes"),
         py::arg("n_active"), py::arg("with_jac"));
   m.def("backward", &hashgrid_backward, "grad_table and grad_x (first order only)",
