@@ -204,9 +204,9 @@ void forward_impl(const scalar_t* x, const scalar_t* table, scalar_t* enc, scala
 }
 
 // grad_table from output gradients g_enc (n, L*F) and g_jac (n, 3, L*F), either may be null.
-// Each level pass reads its F (3F) values from every point's row in place: a constant-stride
-// stream the hardware prefetcher follows (measured faster than transposing the gradients to a
-// level-major buffer first, which costs an extra pass and buffer).
+// Each level pass reads its F values (and F from each of g_jac's 3 rows) of every point in place:
+// constant-stride streams the hardware prefetcher follows (measured faster than transposing the
+// gradients to a level-major buffer first, which costs an extra pass and buffer).
 // Race-free without atomics: levels own disjoint row ranges and each level is handled by exactly
 // one thread, which also zeroes its rows (a parallel memset).
 //
