@@ -11,8 +11,10 @@ from meshing.export import load_mesh
 
 
 def surfrecon(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], check=False, capture_output=True,
-                          text=True, timeout=timeout)
+    # -X faulthandler: a crash of the child (a native library's segfault) prints its Python stack
+    # into the stderr the assertions show.
+    return subprocess.run([sys.executable, "-X", "faulthandler", "-m", "service.cli", *args], check=False,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize("fmt", ["ply", "obj", "glb", "stl"])
