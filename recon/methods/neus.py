@@ -76,8 +76,9 @@ def held_out_views(model, views, ctx: MethodContext, sheet: dict | None = None) 
 
 
 def foreground_views(views, region, cfg):
-    """The views in the frame whose unit sphere is the foreground sphere, and that frame's
-    (centre, radius) in the views' normalised frame.
+    """The views in the frame whose unit sphere is the foreground sphere, that frame's (centre,
+    radius) in the views' normalised frame, and the factor ``ball_growth`` grew the region's
+    ball by (1 when it did not).
 
     With a background field (no masks), the foreground sphere is the region's (the ball the
     views overlap in, or the box's bounding sphere): a tight foreground leaves the rest of the
@@ -91,17 +92,18 @@ def foreground_views(views, region, cfg):
     from recon.multiview import uses_background_field
     from recon.region import grown_toward_cameras
 
-    center, radius = np.zeros(3), 1.0
+    center, radius, grown_by = np.zeros(3), 1.0, 1.0
     if uses_background_field(cfg, views.train):
         c, r = region.sphere()
         if region.source == "bbox" or (r < 1.0 and np.linalg.norm(c) + r <= 1.0 + 1e-6):
             center, radius = c, r
             if region.source == "cameras" and cfg.ball_growth > 1.0:
                 center, radius = grown_toward_cameras(c, r, views.train.c2w[:, :3, 3], cfg.ball_growth)
+                grown_by = radius / r
     if radius == 1.0 and not center.any():
-        return views, center, radius
+        return views, center, radius, grown_by
     test = None if views.test is None else renormalized(views.test, center, radius)
-    return ViewSplit(renormalized(views.train, center, radius), test), center, radius
+    return ViewSplit(renormalized(views.train, center, radius), test), center, radius, grown_by
 
 
 def reconstruct(views, ctx: MethodContext) -> Reconstruction:
@@ -114,11 +116,9 @@ def reconstruct(views, ctx: MethodContext) -> Reconstruction:
 
     cfg = ctx.fit_config()
     region = find_region(views.train, bbox=ctx.bbox)
-    fg_views, center, radius = foreground_views(views, region, cfg)
-    r0 = region.sphere()[1]
-    if cfg.ball_growth > 1.0 and region.source == "cameras" and abs(radius - cfg.ball_growth * r0) < 1e-9:
-        # The overlap's ball was grown towards the cameras: the SDF's first sphere keeps its size.
-        cfg = replace(cfg, field=replace(cfg.field, sphere_radius=cfg.field.sphere_radius / cfg.ball_growth))
+    fg_views, center, radius, grown_by = foreground_views(views, region, cfg)
+    if grown_by > 1.0:  # the overlap's ball was grown towards the cameras: the first sphere keeps its size
+        cfg = replace(cfg, field=replace(cfg.field, sphere_radius=cfg.field.sphere_radius / grown_by))
     with ctx.timed("fit"):
         model = fit_neus(fg_views.train, cfg, device=ctx.device, progress=ctx.progress,
                          cancel=ctx.cancel, checkpoint_path=ctx.checkpoint_path)

@@ -50,7 +50,7 @@ def test_unmasked_fit_does_not_fill_the_region(scene, one_thread):
     assert uses_background_field(cfg, ds)
     region = find_region(ds)
     assert region.source == "cameras"
-    views, _, radius = foreground_views(ViewSplit(ds, None), region, cfg)
+    views, _, radius, _ = foreground_views(ViewSplit(ds, None), region, cfg)
     assert radius < 1.0  # a foreground sphere tighter than the unit sphere
     model = fit_neus(views.train, cfg)
     _, opacity = render_views(model, views.train)
@@ -81,7 +81,7 @@ def test_masked_fit_draws_a_textured_background_better_than_any_constant_colour(
     ds, obj = scene
     ds = replace(ds, masks=obj)
     cfg = small_config()
-    views, _, _ = foreground_views(ViewSplit(ds, None), find_region(ds), cfg)
+    views, _, _, _ = foreground_views(ViewSplit(ds, None), find_region(ds), cfg)
     model = fit_neus(views.train, cfg)
     rgb, opacity = render_views(model, views.train)
     assert model.background_field is not None

@@ -143,11 +143,12 @@ def test_foreground_sphere_grows_towards_one_sided_cameras():
     region = find_region(ds)
     c, r = region.sphere()
     assert region.source == "cameras" and np.linalg.norm(c) + r < 1.0
-    _, center, radius = foreground_views(ViewSplit(ds, None), region, NeusConfig())
+    _, center, radius, grown_by = foreground_views(ViewSplit(ds, None), region, NeusConfig())
     np.testing.assert_allclose(center, c)
-    assert radius == r
-    _, center, radius = foreground_views(ViewSplit(ds, None), region, replace(NeusConfig(), ball_growth=1.5))
-    assert radius == pytest.approx(1.5 * r)
+    assert radius == r and grown_by == 1.0
+    _, center, radius, grown_by = foreground_views(ViewSplit(ds, None), region,
+                                                   replace(NeusConfig(), ball_growth=1.5))
+    assert radius == pytest.approx(1.5 * r) and grown_by == pytest.approx(1.5)
     assert center[2] - c[2] == pytest.approx(0.5 * r, rel=0.05)  # moved up, to the cameras
     with pytest.raises(ValueError, match="ball_growth"):
         NeusConfig(ball_growth=0.5)
