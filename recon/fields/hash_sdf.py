@@ -130,7 +130,7 @@ class HashSDF(DistanceField):
         feature, pre = torch.cat([x, enc], dim=-1), []
         for layer in self.layers[:-1]:
             pre.append(layer(feature))
-            feature = torch.nn.functional.softplus(pre[-1], beta=beta)
+            feature = self.act(pre[-1])  # softplus with beta; its slope is sigmoid(beta z)
         sdf = self._head(feature)
         g_h = self.layers[-1].weight.expand(x.shape[0], -1)
         for layer, z in zip(reversed(self.layers[:-1]), reversed(pre), strict=True):
