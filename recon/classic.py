@@ -42,8 +42,10 @@ class PoissonConfig:
         into patches whose signs the generalized winding number decides, see
         :mod:`recon.orientation`) or ``tangent_plane`` (Open3D's propagation, which flips whole
         regions behind thin parts and is slow on CAD shapes).
-    n_threads: threads for the Poisson solve (-1 = all cores). Normal estimation uses Open3D's
-        global OpenMP setting.
+    n_threads: threads for the Poisson solve (-1 = all cores). One by default: a job holds one
+        CPU (``SURFRECON_JOB_NUM_CPUS``), the solve's multithreaded paths have known races
+        (Open3D issue 6828, PoissonRecon issue 298), and on 2 cores the second thread saved no
+        time (README, "Layout and tests"). Normal estimation uses Open3D's global OpenMP setting.
     """
 
     depth: int = 9
@@ -53,7 +55,7 @@ class PoissonConfig:
     normal_knn: int = 30
     orient_knn: int = 30
     orientation: str = "winding"
-    n_threads: int = -1
+    n_threads: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.depth <= 14:
