@@ -184,8 +184,9 @@ def merged(config, changes: dict):
 def overrides(args, base) -> dict:
     """``--set key=value`` pairs as ``NeusConfig`` fields (values are JSON). A nested config takes
     a JSON object of the fields to change in ``base``'s (the preset's), at any depth, or in the
-    defaults when ``base`` has none (``appearance``)."""
+    defaults when ``base`` has none (``appearance``, ``grown_background``)."""
     from recon.encodings.hash_grid import HashGridConfig
+    from recon.fields.background import BackgroundConfig
     from recon.multiview import NeusConfig
 
     known = {f.name for f in fields(NeusConfig)}
@@ -204,6 +205,8 @@ def overrides(args, base) -> dict:
             current = getattr(base, key)
             if current is None and key == "appearance":
                 current = HashGridConfig()
+            elif current is None and key == "grown_background":
+                current = BackgroundConfig()
             if not is_dataclass(current):
                 raise SystemExit(f"--set {key}: takes a JSON value, not an object")
             try:

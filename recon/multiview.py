@@ -125,6 +125,14 @@ class NeusConfig:
     radius grows by this factor towards the cameras, its point farthest from them kept
     (:func:`recon.region.grown_toward_cameras`), and the first sphere of the SDF keeps its size
     (1: the overlap's ball)."""
+    grow_min_pull: float = 0.25
+    """The ball grows only when the mean unit direction from its centre to the training cameras is
+    at least this long: views from one side (DTU's arc: 0.82), not a ring around the object (the
+    synthetic turntable 12-60 degrees above the ground: 0.61; cameras all around: about 0)."""
+    grown_background: BackgroundConfig | None = None
+    """The background field used instead of ``background_field`` when the ball grew (None: the
+    same). A coarse background early (``start_levels``) cannot paint the parts of the object the
+    grown ball now holds (DTU's roofs) view by view before the foreground has taken them."""
     random_background: bool = False
     """Training only, with the background field: a random colour per ray at infinity (the last
     background sample) instead of the field's."""
@@ -148,6 +156,8 @@ class NeusConfig:
                              f"{self.smooth_points} and {self.smooth_radius}")
         if self.ball_growth < 1.0:
             raise ValueError(f"expected ball_growth >= 1, got {self.ball_growth}")
+        if not 0.0 <= self.grow_min_pull <= 1.0:
+            raise ValueError(f"expected 0 <= grow_min_pull <= 1, got {self.grow_min_pull}")
         if not 0 < self.march_step < 1:
             raise ValueError(f"expected 0 < march_step < 1, got {self.march_step}")
 

@@ -13,18 +13,19 @@ def presets() -> dict[str, Preset]:
     """One hidden layer of 64 for the SDF (its output also feeds the colour network); the march
     step follows the finest level. Resolution: of marching cubes over the normalised cube."""
     from recon.encodings.hash_grid import HashGridConfig
+    from recon.fields.background import BackgroundConfig
     from recon.fields.color import ColorConfig
     from recon.fields.hash_sdf import HashSDFConfig
     from recon.multiview import NeusConfig
 
     def neus(steps: int, levels: int, finest: int, log2_table: int, rays: int, march_step: float,
-             view_degree: int = 3, early_max_s: float = 0.0) -> NeusConfig:
+             view_degree: int = 3, early_max_s: float = 0.0, **more) -> NeusConfig:
         grid = HashGridConfig(n_levels=levels, n_features_per_level=2, log2_hashmap_size=log2_table,
                               base_resolution=16, finest_resolution=finest)
         sdf = HashSDFConfig(encoding=grid, hidden_dim=64, n_hidden_layers=1, sphere_radius=0.5, start_levels=4,
                             full_levels_at=0.4)
         return NeusConfig(field=sdf, color=ColorConfig(view_degree=view_degree), steps=steps, rays_per_batch=rays,
-                          march_step=march_step, early_max_s=early_max_s)
+                          march_step=march_step, early_max_s=early_max_s, **more)
 
     # balanced: a 2^19 table and view dependence of degree 1 (README, "Posed images", three seeds:
     # unmasked synthetic scene F@1% 0.897 -> 0.915, masked spot +0.5 dB; DTU scan24 +0.1 dB), and
@@ -33,10 +34,16 @@ def presets() -> dict[str, Preset]:
     # 22.2 / 22.4 dB at 1.2x the time; synthetic scene F@1% 0.907 / 0.918 / 0.908, each above the
     # goal of 0.9; README, "A wide density early"); 3000 steps instead of 2000 (README, "Longer
     # fits"; DTU scan24 unmasked, three seeds: 22.3 / 22.1 / 21.8 -> 23.0 / 23.2 / 22.8 dB at 1.45x
-    # the time; synthetic scene F@1% 0.920 / 0.900 / 0.914).
+    # the time; synthetic scene F@1% 0.920 / 0.900 / 0.914). For views from one side only (the
+    # mean unit direction to the cameras at least 0.7 long: DTU's arc 0.82, the synthetic
+    # turntable 0.61), the foreground ball grown 1.5x towards the cameras and a background coarse
+    # for the first 30% of training, so the foreground takes the parts of the object that stick
+    # out of the overlap's ball (README, "Views from one side").
+    one_sided = {"ball_growth": 1.5, "grow_min_pull": 0.7,
+                 "grown_background": BackgroundConfig(start_levels=2, full_levels_at=0.3)}
     return {
         "fast": Preset(neus(500, 10, 256, 16, 1024, 2.0 / 128), resolution=128),
-        "balanced": Preset(neus(3000, 12, 512, 19, 1024, 2.0 / 192, view_degree=1, early_max_s=30.0),
+        "balanced": Preset(neus(3000, 12, 512, 19, 1024, 2.0 / 192, view_degree=1, early_max_s=30.0, **one_sided),
                            resolution=256),
         "quality": Preset(neus(3000, 14, 1024, 19, 2048, 2.0 / 256), resolution=384),
     }
@@ -83,7 +90,8 @@ def foreground_views(views, region, cfg):
     With a background field (no masks), the foreground sphere is the region's (the ball the
     views overlap in, or the box's bounding sphere): a tight foreground leaves the rest of the
     scene to the background. It never grows beyond the unit sphere unless the user's box asks,
-    or ``ball_growth`` (off in every preset) grows the overlap's ball towards the cameras.
+    or ``ball_growth`` grows the overlap's ball towards cameras that look from one side (the
+    balanced preset; see ``NeusConfig.grow_min_pull``).
     Otherwise the views are kept as they are.
     """
     import numpy as np
@@ -98,7 +106,8 @@ def foreground_views(views, region, cfg):
         if region.source == "bbox" or (r < 1.0 and np.linalg.norm(c) + r <= 1.0 + 1e-6):
             center, radius = c, r
             if region.source == "cameras" and cfg.ball_growth > 1.0:
-                center, radius = grown_toward_cameras(c, r, views.train.c2w[:, :3, 3], cfg.ball_growth)
+                center, radius = grown_toward_cameras(c, r, views.train.c2w[:, :3, 3], cfg.ball_growth,
+                                                      min_pull=cfg.grow_min_pull)
                 grown_by = radius / r
     if radius == 1.0 and not center.any():
         return views, center, radius, grown_by
@@ -118,7 +127,8 @@ def reconstruct(views, ctx: MethodContext) -> Reconstruction:
     region = find_region(views.train, bbox=ctx.bbox)
     fg_views, center, radius, grown_by = foreground_views(views, region, cfg)
     if grown_by > 1.0:  # the overlap's ball was grown towards the cameras: the first sphere keeps its size
-        cfg = replace(cfg, field=replace(cfg.field, sphere_radius=cfg.field.sphere_radius / grown_by))
+        cfg = replace(cfg, field=replace(cfg.field, sphere_radius=cfg.field.sphere_radius / grown_by),
+                      background_field=cfg.grown_background or cfg.background_field)
     with ctx.timed("fit"):
         model = fit_neus(fg_views.train, cfg, device=ctx.device, progress=ctx.progress,
                          cancel=ctx.cancel, checkpoint_path=ctx.checkpoint_path)

@@ -20,11 +20,16 @@ from recon.region import (
 from tests.support.render import intrinsics_from_fov, look_at
 
 
-def views(target=(0.0, 0.0, 0.0), n=12, distance=3.0, masks=False, source="given", fov=40.0) -> MultiviewDataset:
+def views(target=(0.0, 0.0, 0.0), n=12, distance=3.0, masks=False, source="given", fov=40.0,
+          arc=360.0) -> MultiviewDataset:
     """``n`` 40x40 cameras on a ring (30 degrees up) at ``distance`` from ``target``, looking at it
-    with a field of view of ``fov`` degrees."""
+    with a field of view of ``fov`` degrees; with ``arc`` below 360, on that arc of the ring
+    (degrees, centred on the x axis: views from one side)."""
     t = np.asarray(target, dtype=np.float64)
-    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    if arc < 360.0:
+        a = np.radians(np.linspace(-arc / 2, arc / 2, n))
+    else:
+        a = np.linspace(0, 2 * np.pi, n, endpoint=False)
     eyes = t + distance * np.stack([np.cos(a) * 0.87, np.sin(a) * 0.87, np.full(n, 0.5)], 1)
     c2w = np.stack([look_at(e, t) for e in eyes])
     K = intrinsics_from_fov(40, 40, fov)
@@ -152,6 +157,58 @@ def test_foreground_sphere_grows_towards_one_sided_cameras():
     assert center[2] - c[2] == pytest.approx(0.5 * r, rel=0.05)  # moved up, to the cameras
     with pytest.raises(ValueError, match="ball_growth"):
         NeusConfig(ball_growth=0.5)
+
+
+def test_foreground_sphere_grows_only_for_cameras_on_one_side():
+    from dataclasses import replace
+
+    from recon.io.dataset import ViewSplit
+    from recon.methods.neus import foreground_views
+    from recon.multiview import NeusConfig
+
+    cfg = replace(NeusConfig(), ball_growth=1.5, grow_min_pull=0.7)
+    for arc, grows in ((360.0, False), (90.0, True)):
+        ds = views(fov=25.0, arc=arc)
+        region = find_region(ds)
+        c, r = region.sphere()
+        cams = ds.c2w[:, :3, 3] - c
+        pull = np.linalg.norm((cams / np.linalg.norm(cams, axis=1, keepdims=True)).mean(0))
+        assert (pull >= 0.7) == grows, pull  # the ring: 0.5; a quarter of it: above 0.9
+        _, center, radius, grown_by = foreground_views(ViewSplit(ds, None), region, cfg)
+        assert grown_by == (pytest.approx(1.5) if grows else 1.0)
+        assert radius == (pytest.approx(1.5 * r) if grows else r)
+    with pytest.raises(ValueError, match="grow_min_pull"):
+        NeusConfig(grow_min_pull=1.5)
+
+
+@pytest.mark.parametrize("arc", [360.0, 90.0])
+def test_the_balanced_preset_grows_the_ball_and_coarsens_the_background_for_one_sided_views(monkeypatch, arc):
+    from dataclasses import replace
+
+    import recon.multiview
+    from recon.io.dataset import ViewSplit
+    from recon.methods import MethodContext, get_method
+
+    class Fitted(Exception):
+        pass
+
+    def fake_fit(train, cfg, **kw):
+        raise Fitted(cfg)
+
+    monkeypatch.setattr(recon.multiview, "fit_neus", fake_fit)
+    preset = get_method("neus").presets["balanced"]
+    assert preset.fit.grown_background is not None and preset.fit.grown_background != preset.fit.background_field
+    ctx = MethodContext(preset_name="balanced", preset=preset, seed=0, resolution=None, extractor="marching_cubes",
+                        max_fit_points=None, device=torch.device("cpu"), progress=lambda ev: None, cancel=None,
+                        checkpoint_path=None)
+    with pytest.raises(Fitted) as fitted:
+        get_method("neus").reconstruct(ViewSplit(views(fov=25.0, arc=arc), None), ctx)
+    cfg = fitted.value.args[0]
+    if arc < 360.0:  # one side: the grown ball, its first sphere the same size, the coarse background
+        assert cfg.field.sphere_radius == pytest.approx(preset.fit.field.sphere_radius / preset.fit.ball_growth)
+        assert cfg.background_field == preset.fit.grown_background
+    else:  # all around: the overlap's ball and the preset's background as they are
+        assert cfg == replace(preset.fit, seed=0)
 
 
 @pytest.mark.parametrize("growth", [1.0, 1.5])
