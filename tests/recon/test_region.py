@@ -181,10 +181,8 @@ def test_foreground_sphere_grows_only_for_cameras_on_one_side():
         NeusConfig(grow_min_pull=1.5)
 
 
-@pytest.mark.parametrize("arc", [360.0, 90.0])
-def test_the_balanced_preset_grows_the_ball_and_coarsens_the_background_for_one_sided_views(monkeypatch, arc):
-    from dataclasses import replace
-
+def config_given_to_the_fit(monkeypatch, preset_name, preset, ds):
+    """The NeusConfig the ``neus`` method hands to ``fit_neus`` for the views ``ds`` (no fit runs)."""
     import recon.multiview
     from recon.io.dataset import ViewSplit
     from recon.methods import MethodContext, get_method
@@ -196,14 +194,23 @@ def test_the_balanced_preset_grows_the_ball_and_coarsens_the_background_for_one_
         raise Fitted(cfg)
 
     monkeypatch.setattr(recon.multiview, "fit_neus", fake_fit)
-    preset = get_method("neus").presets["balanced"]
-    assert preset.fit.grown_background is not None and preset.fit.grown_background != preset.fit.background_field
-    ctx = MethodContext(preset_name="balanced", preset=preset, seed=0, resolution=None, extractor="marching_cubes",
+    ctx = MethodContext(preset_name=preset_name, preset=preset, seed=0, resolution=None, extractor="marching_cubes",
                         max_fit_points=None, device=torch.device("cpu"), progress=lambda ev: None, cancel=None,
                         checkpoint_path=None)
     with pytest.raises(Fitted) as fitted:
-        get_method("neus").reconstruct(ViewSplit(views(fov=25.0, arc=arc), None), ctx)
-    cfg = fitted.value.args[0]
+        get_method("neus").reconstruct(ViewSplit(ds, None), ctx)
+    return fitted.value.args[0]
+
+
+@pytest.mark.parametrize("arc", [360.0, 90.0])
+def test_the_balanced_preset_grows_the_ball_and_coarsens_the_background_for_one_sided_views(monkeypatch, arc):
+    from dataclasses import replace
+
+    from recon.methods import get_method
+
+    preset = get_method("neus").presets["balanced"]
+    assert preset.fit.grown_background is not None and preset.fit.grown_background != preset.fit.background_field
+    cfg = config_given_to_the_fit(monkeypatch, "balanced", preset, views(fov=25.0, arc=arc))
     if arc < 360.0:  # one side: the grown ball, its first sphere the same size, the coarse background
         assert cfg.field.sphere_radius == pytest.approx(preset.fit.field.sphere_radius / preset.fit.ball_growth)
         assert cfg.background_field == preset.fit.grown_background
@@ -215,26 +222,11 @@ def test_the_balanced_preset_grows_the_ball_and_coarsens_the_background_for_one_
 def test_the_sdf_first_sphere_keeps_its_size_in_a_grown_ball(monkeypatch, growth):
     from dataclasses import replace
 
-    import recon.multiview
-    from recon.io.dataset import ViewSplit
-    from recon.methods import MethodContext, get_method
+    from recon.methods import get_method
 
-    class Fitted(Exception):
-        pass
-
-    def fake_fit(train, cfg, **kw):
-        raise Fitted(cfg)
-
-    monkeypatch.setattr(recon.multiview, "fit_neus", fake_fit)
-    method = get_method("neus")
-    preset = method.presets["fast"]
+    preset = get_method("neus").presets["fast"]
     preset = replace(preset, fit=replace(preset.fit, ball_growth=growth))
-    ctx = MethodContext(preset_name="fast", preset=preset, seed=0, resolution=None, extractor="marching_cubes",
-                        max_fit_points=None, device=torch.device("cpu"), progress=lambda ev: None, cancel=None,
-                        checkpoint_path=None)
-    ds = views(fov=25.0)
-    with pytest.raises(Fitted) as fitted:
-        method.reconstruct(ViewSplit(ds, None), ctx)
+    cfg = config_given_to_the_fit(monkeypatch, "fast", preset, views(fov=25.0))
     # In the frame of the foreground ball, the first sphere is 1 / growth of the preset's: the
     # same size in the scene.
-    assert fitted.value.args[0].field.sphere_radius == pytest.approx(preset.fit.field.sphere_radius / growth)
+    assert cfg.field.sphere_radius == pytest.approx(preset.fit.field.sphere_radius / growth)
