@@ -9,7 +9,8 @@ Scenes:
   at 1% of the diagonal);
 * ``spot_scene`` (synthetic, unmasked): the spot mesh standing on a checkered ground inside a
   textured backdrop (``tests.support.render.render_scene_dataset``), 50 views at 128x128 (32 with
-  ``--quick``), no masks, every 8th view held out. Run through the ``neus`` method as a job runs
+  ``--quick``) from all around (``--azimuth DEG``: from an arc of that many degrees, views from
+  one side), no masks, every 8th view held out. Run through the ``neus`` method as a job runs
   it (region of interest, background field, cropped extraction); the mesh inside the object's
   box (above the ground) is scored against the object;
 * ``spot_scene_masked``: the same views with the object's exact masks (a masked capture in a
@@ -66,6 +67,8 @@ from recon.multiview import extract_mesh, fit_neus, render_views
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ELEVATION = (12.0, 60.0)
 """Camera elevations (degrees above the ground) of ``spot_scene``."""
+AZIMUTH = 360.0
+"""Arc of camera azimuths (degrees) of ``spot_scene``: 360 all around, less for views from one side."""
 
 
 def load_scene(name: str, quick: bool, dtu_size: int = 192):
@@ -84,7 +87,8 @@ def load_scene(name: str, quick: bool, dtu_size: int = 192):
 
         gt = load_mesh(DATA / "meshes" / "spot" / "spot.obj")
         n, size = (24, 32) if quick else (50, 128)
-        ds, masks = render_scene_dataset(gt, n, size, size, elevation_deg=ELEVATION, with_object_masks=True)
+        ds, masks = render_scene_dataset(gt, n, size, size, elevation_deg=ELEVATION, with_object_masks=True,
+                                         azimuth_deg=AZIMUTH)
         return (replace(ds, masks=masks) if name == "spot_scene_masked" else ds), gt
     if name == "dtu24":
         from tests.support.dtu import DTU_VIEWS, write_dtu_subset
@@ -279,9 +283,14 @@ def main() -> None:
                         "--set 'background_field={\"n_samples\": 32}' (repeatable; nested configs take a "
                         "JSON object of their fields)")
     p.add_argument("--elevation", default=None, help="spot_scene: camera elevations 'lo,hi' in degrees (default 12,60)")
+    p.add_argument("--azimuth", type=float, default=360.0,
+                   help="spot_scene: the arc of camera azimuths in degrees (default 360: all around; less: one side)")
     args = p.parse_args()
+    if not 0.0 < args.azimuth <= 360.0:
+        raise SystemExit(f"--azimuth: expected an arc in (0, 360] degrees, got {args.azimuth}")
+    global ELEVATION, AZIMUTH
+    AZIMUTH = args.azimuth
     if args.elevation:
-        global ELEVATION
         ELEVATION = tuple(float(x) for x in args.elevation.split(","))
     torch.set_num_threads(args.threads)
     rows = [run_scene(s.strip(), args) for s in args.scenes.split(",") if s.strip()]

@@ -8,6 +8,7 @@ import pytest
 
 from bench.multiview import overrides
 from recon.encodings.hash_grid import HashGridConfig
+from recon.fields.background import BackgroundConfig
 from recon.methods import get_method
 
 
@@ -32,6 +33,14 @@ def test_nested_configs_change_only_the_fields_given():
     # The preset has no appearance grid: the object's fields go into a fresh one.
     grid = overrides(Namespace(set=['appearance={"n_levels": 8, "finest_resolution": 256}']), base)["appearance"]
     assert grid == HashGridConfig(n_levels=8, finest_resolution=256)
+    # The balanced preset's background for a grown ball is changed in place; a preset without one
+    # (fast) gets a fresh one with the fields given.
+    grown = overrides(Namespace(set=['grown_background={"full_levels_at": 0.6}']), base)["grown_background"]
+    assert grown == replace(base.grown_background, full_levels_at=0.6) and grown.start_levels == 2
+    fast = get_method("neus").presets["fast"].fit
+    assert fast.grown_background is None
+    grown = overrides(Namespace(set=['grown_background={"start_levels": 3}']), fast)["grown_background"]
+    assert grown == BackgroundConfig(start_levels=3)
 
 
 @pytest.mark.parametrize("item, message", [

@@ -181,6 +181,22 @@ def test_foreground_sphere_grows_only_for_cameras_on_one_side():
         NeusConfig(grow_min_pull=1.5)
 
 
+def test_the_turntable_band_counts_as_all_around_and_an_arc_of_it_as_one_side():
+    from recon.methods import get_method
+    from tests.support.render import hemisphere_cameras
+
+    line = get_method("neus").presets["balanced"].fit.grow_min_pull
+    pulls = {}
+    for arc in (360.0, 150.0):
+        _, c2w = hemisphere_cameras(50, 2.2, 32, 32, azimuth_deg=arc)
+        d = c2w[:, :3, 3] / np.linalg.norm(c2w[:, :3, 3], axis=1, keepdims=True)
+        pulls[arc] = float(np.linalg.norm(d.mean(0)))
+        az = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
+        spread = np.ptp((az - az[0] + 180.0) % 360.0)  # the arc the azimuths fill, from the first one
+        assert spread <= arc + 1e-9 and (arc == 360.0 or spread > 0.9 * arc), (arc, spread)
+    assert pulls[360.0] < line <= pulls[150.0], pulls
+
+
 def config_given_to_the_fit(monkeypatch, preset_name, preset, ds):
     """The NeusConfig the ``neus`` method hands to ``fit_neus`` for the views ``ds`` (no fit runs)."""
     import recon.multiview

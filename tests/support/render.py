@@ -222,12 +222,17 @@ def _ground_and_backdrop(z_ground: float, extent: float, backdrop_radius: float)
 
 def hemisphere_cameras(n: int, distance: float, height: int, width: int, fov_deg: float = 40.0,
                        elevation_deg: tuple[float, float] = (12.0, 60.0), target=(0.0, 0.0, 0.0),
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                       seed: int = 0, azimuth_deg: float = 360.0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` cameras at ``distance`` from ``target`` on a band of elevations above it, looking at it
-    (golden-angle azimuths, elevations evenly spread); intrinsics (n, 3, 3) and c2w (n, 4, 4)."""
+    (golden-angle azimuths, elevations evenly spread); intrinsics (n, 3, 3) and c2w (n, 4, 4).
+    With ``azimuth_deg`` below 360 the azimuths fill only that arc, evenly (views from one side)."""
     k = np.arange(n) + 0.5
     el = np.radians(elevation_deg[0] + (elevation_deg[1] - elevation_deg[0]) * ((k * 0.618034) % 1.0))
-    az = np.pi * (3.0 - np.sqrt(5.0)) * k + np.random.default_rng(seed).uniform(0, 2 * np.pi)
+    if azimuth_deg < 360.0:
+        az = np.radians(azimuth_deg) * (((k * 0.754878) % 1.0) - 0.5)
+    else:
+        az = np.pi * (3.0 - np.sqrt(5.0)) * k
+    az = az + np.random.default_rng(seed).uniform(0, 2 * np.pi)
     dirs = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], 1)
     t = np.asarray(target, dtype=np.float64)
     c2w = np.stack([look_at(t + distance * d, t) for d in dirs])
@@ -237,13 +242,14 @@ def hemisphere_cameras(n: int, distance: float, height: int, width: int, fov_deg
 def render_scene_dataset(mesh, n_views: int, height: int, width: int, *, radius: float = 0.5,
                          fov_deg: float = 40.0, distance: float = 2.2, backdrop_radius: float = 4.0,
                          elevation_deg: tuple[float, float] = (12.0, 60.0), seed: int = 0,
-                         with_object_masks: bool = False):
+                         with_object_masks: bool = False, azimuth_deg: float = 360.0):
     """``mesh`` standing on a checkered ground inside a textured backdrop sphere, without masks.
 
     The mesh is normalised into the sphere of ``radius`` about the origin (the dataset's
     ``normalization`` maps back to the mesh's own frame); the ground is the plane of its lowest
     vertex; the backdrop a sphere of ``backdrop_radius``. ``n_views`` cameras at ``distance``
-    look at the origin from ``elevation_deg`` (default 12-60) degrees above the horizon. Every surface is shaded like
+    look at the origin from ``elevation_deg`` (default 12-60) degrees above the horizon, all around
+    it or, with ``azimuth_deg`` below 360, from an arc of that many degrees. Every surface is shaded like
     :func:`render_mesh` (object: procedural texture or vertex colours; ground: a checker;
     backdrop: a slower procedural texture). ``masks`` is None: the unmasked setting; with
     ``with_object_masks`` the object's masks (N, H, W) are returned beside the dataset, for judging.
@@ -261,7 +267,8 @@ def render_scene_dataset(mesh, n_views: int, height: int, width: int, *, radius:
     colors = None if colors is None else np.asarray(colors, dtype=np.float64)[:, :3] / 255.0
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
-    Ks, c2w = hemisphere_cameras(n_views, distance, height, width, fov_deg, elevation_deg, seed=seed)
+    Ks, c2w = hemisphere_cameras(n_views, distance, height, width, fov_deg, elevation_deg, seed=seed,
+                                 azimuth_deg=azimuth_deg)
     images, object_masks = [], []
     for K, pose in zip(Ks, c2w):
         origin, dirs = pixel_rays(K, pose, height, width)
