@@ -190,18 +190,24 @@ def find_region(ds: MultiviewDataset, bbox=None) -> Region:
     return seen
 
 
+def camera_pull(center: np.ndarray, camera_centers: np.ndarray) -> np.ndarray:
+    """The mean unit direction (3,) from ``center`` to the ``camera_centers`` (M, 3): about 0 long
+    for cameras all around, near 1 for cameras that all look from one side."""
+    to_cams = np.asarray(camera_centers, dtype=np.float64) - np.asarray(center, dtype=np.float64)
+    to_cams /= np.linalg.norm(to_cams, axis=1, keepdims=True).clip(1e-12)
+    return to_cams.mean(0)
+
+
 def grown_toward_cameras(center: np.ndarray, radius: float, camera_centers: np.ndarray, growth: float,
                          min_pull: float = 0.25) -> tuple[np.ndarray, float]:
     """The ball (``center``, ``radius``) grown to ``growth`` times its radius towards the cameras:
     its centre moves by ``(growth - 1) radius`` along the mean unit direction from the centre to
     the ``camera_centers`` (M, 3), so that its point farthest from them stays where it was. Views
-    taken from one side (a turntable's upper half, DTU's arc) see the object's upper parts stick
+    taken from one side (DTU's arc) see the object's parts nearest the cameras stick
     out of the overlap's ball, while what lies behind it (table, backdrop) should stay outside.
     Unchanged when that mean direction is shorter than ``min_pull`` (cameras all around)."""
     c = np.asarray(center, dtype=np.float64)
-    to_cams = np.asarray(camera_centers, dtype=np.float64) - c
-    to_cams /= np.linalg.norm(to_cams, axis=1, keepdims=True).clip(1e-12)
-    pull = to_cams.mean(0)
+    pull = camera_pull(c, camera_centers)
     if growth <= 1.0 or np.linalg.norm(pull) < min_pull:
         return c, float(radius)
     return c + (growth - 1.0) * radius * pull / np.linalg.norm(pull), float(radius) * growth

@@ -9,6 +9,7 @@ from meshing.mesh import Mesh
 from recon.io import MultiviewDataset, Normalization
 from recon.region import (
     Region,
+    camera_pull,
     crop_mesh,
     find_region,
     grown_toward_cameras,
@@ -171,8 +172,7 @@ def test_foreground_sphere_grows_only_for_cameras_on_one_side():
         ds = views(fov=25.0, arc=arc)
         region = find_region(ds)
         c, r = region.sphere()
-        cams = ds.c2w[:, :3, 3] - c
-        pull = np.linalg.norm((cams / np.linalg.norm(cams, axis=1, keepdims=True)).mean(0))
+        pull = np.linalg.norm(camera_pull(c, ds.c2w[:, :3, 3]))
         assert (pull >= 0.7) == grows, pull  # the ring: 0.5; a quarter of it: above 0.9
         _, center, radius, grown_by = foreground_views(ViewSplit(ds, None), region, cfg)
         assert grown_by == (pytest.approx(1.5) if grows else 1.0)
@@ -190,7 +190,7 @@ def test_the_turntable_band_counts_as_all_around_and_an_arc_of_it_as_one_side():
     for arc in (360.0, 150.0):
         _, c2w = hemisphere_cameras(50, 2.2, 32, 32, azimuth_deg=arc)
         d = c2w[:, :3, 3] / np.linalg.norm(c2w[:, :3, 3], axis=1, keepdims=True)
-        pulls[arc] = float(np.linalg.norm(d.mean(0)))
+        pulls[arc] = float(np.linalg.norm(camera_pull(np.zeros(3), c2w[:, :3, 3])))
         az = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
         spread = np.ptp((az - az[0] + 180.0) % 360.0)  # the arc the azimuths fill, from the first one
         assert spread <= arc + 1e-9 and (arc == 360.0 or spread > 0.9 * arc), (arc, spread)
