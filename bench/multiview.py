@@ -263,6 +263,7 @@ def run_scene(name: str, args) -> dict:
 
 
 def main() -> None:
+    global ELEVATION, AZIMUTH
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 60 steps, smaller scenes")
     p.add_argument("--scenes", default="lego,spot,spot_scene,spot_scene_masked,dtu24",
@@ -283,12 +284,11 @@ def main() -> None:
                         "--set 'background_field={\"n_samples\": 32}' (repeatable; nested configs take a "
                         "JSON object of their fields)")
     p.add_argument("--elevation", default=None, help="spot_scene: camera elevations 'lo,hi' in degrees (default 12,60)")
-    p.add_argument("--azimuth", type=float, default=360.0,
+    p.add_argument("--azimuth", type=float, default=AZIMUTH,
                    help="spot_scene: the arc of camera azimuths in degrees (default 360: all around; less: one side)")
     args = p.parse_args()
     if not 0.0 < args.azimuth <= 360.0:
         raise SystemExit(f"--azimuth: expected an arc in (0, 360] degrees, got {args.azimuth}")
-    global ELEVATION, AZIMUTH
     AZIMUTH = args.azimuth
     if args.elevation:
         ELEVATION = tuple(float(x) for x in args.elevation.split(","))
